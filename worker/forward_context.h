@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/rope.h"
+#include "parallel/communicator.h"
 #include "worker/kv_cache.h"
 
 namespace lattice {
@@ -32,6 +33,8 @@ struct ForwardContext {
   const ForwardBatch& batch;
   cpu::AttentionMetadata attention;
   KvCache& kv_cache;
+  Communicator& tp;  // the stage's tensor-parallel group
+  Communicator& ep;  // the stage's expert-parallel group (size 1 when off)
   // Rotary frequencies per sequence (the same object for all unless the rope
   // type depends on the sequence length).
   std::vector<const RopeFrequencies*> rope;

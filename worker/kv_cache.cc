@@ -30,19 +30,22 @@ void BlockAllocator::Free(std::span<const int32_t> blocks) {
   for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) Free(*it);
 }
 
-KvCache::KvCache(const ModelConfig& config, const KvCacheOptions& options) : options_(options) {
+KvCacheShape FullKvCacheShape(const ModelConfig& config) {
+  return {config.num_hidden_layers, config.num_key_value_heads, config.head_dim};
+}
+
+KvCache::KvCache(const KvCacheShape& cache, const KvCacheOptions& options) : options_(options) {
   LATTICE_CHECK(options.block_size > 0 && options.num_blocks > 0);
-  const Shape shape = {options.num_blocks, options.block_size, config.num_key_value_heads,
-                       config.head_dim};
-  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+  const Shape shape = {options.num_blocks, options.block_size, cache.num_kv_heads, cache.head_dim};
+  for (int64_t layer = 0; layer < cache.num_layers; ++layer) {
     k_.push_back(Tensor::Zeros(DType::kF32, shape));
     v_.push_back(Tensor::Zeros(DType::kF32, shape));
   }
 }
 
-size_t KvCache::BytesPerBlock(const ModelConfig& config, int32_t block_size) {
-  return 2 * static_cast<size_t>(config.num_hidden_layers) * block_size *
-         config.num_key_value_heads * config.head_dim * sizeof(float);
+size_t KvCache::BytesPerBlock(const KvCacheShape& shape, int32_t block_size) {
+  return 2 * static_cast<size_t>(shape.num_layers) * block_size * shape.num_kv_heads * shape.head_dim *
+         sizeof(float);
 }
 
 }  // namespace lattice

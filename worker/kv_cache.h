@@ -47,13 +47,23 @@ class BlockAllocator {
   std::vector<bool> is_free_;
 };
 
+// What one rank caches: its layers (a pipeline stage's) and its KV heads (a TP slice).
+struct KvCacheShape {
+  int64_t num_layers = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// The whole model's cache shape, on one rank.
+KvCacheShape FullKvCacheShape(const ModelConfig& config);
+
 // Key and value memory for every layer: [num_blocks, block_size, num_kv_heads, head_dim] each.
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, const KvCacheOptions& options);
+  KvCache(const KvCacheShape& shape, const KvCacheOptions& options);
 
   // Bytes of one block across all layers (keys and values, f32).
-  static size_t BytesPerBlock(const ModelConfig& config, int32_t block_size);
+  static size_t BytesPerBlock(const KvCacheShape& shape, int32_t block_size);
 
   Tensor& k(int layer) { return k_[layer]; }
   Tensor& v(int layer) { return v_[layer]; }

@@ -52,6 +52,7 @@ class Checkpoint {
 
   std::vector<std::shared_ptr<Buffer>> files_;  // one mapping per file
   std::vector<std::string> paths_;
+  std::string source_;  // the directory or file opened, for error messages
   absl::flat_hash_map<std::string, TensorInfo> tensors_;
   absl::flat_hash_map<std::string, bool> used_;
 };

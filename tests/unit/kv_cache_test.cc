@@ -48,14 +48,11 @@ TEST(KvCacheDeathTest, DoubleFreeAborts) {
 }
 
 TEST(KvCache, ShapesFollowTheConfig) {
-  ModelConfig config;
-  config.num_hidden_layers = 3;
-  config.num_key_value_heads = 2;
-  config.head_dim = 8;
-  KvCache cache(config, {.num_blocks = 5, .block_size = 4});
+  const KvCacheShape shape = {.num_layers = 3, .num_kv_heads = 2, .head_dim = 8};
+  KvCache cache(shape, {.num_blocks = 5, .block_size = 4});
   EXPECT_EQ(cache.k(2).shape(), (Shape{5, 4, 2, 8}));
   EXPECT_EQ(cache.v(0).shape(), (Shape{5, 4, 2, 8}));
-  EXPECT_EQ(KvCache::BytesPerBlock(config, 4), 2u * 3 * 4 * 2 * 8 * 4);
+  EXPECT_EQ(KvCache::BytesPerBlock(shape, 4), 2u * 3 * 4 * 2 * 8 * 4);
 }
 
 }  // namespace

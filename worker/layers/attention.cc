@@ -22,31 +22,36 @@ Tensor CopyColumns(const Tensor& x, int64_t begin, int64_t width) {
 }  // namespace
 
 absl::StatusOr<Attention> Attention::Load(Checkpoint& checkpoint, const std::string& prefix,
-                                          const ModelConfig& config, int layer) {
+                                          const ModelConfig& config, int layer, int cache_layer,
+                                          Shard tp) {
+  const LocalHeads heads = LocalHeadsFor(config.num_attention_heads, config.num_key_value_heads, tp);
+  const int64_t d = config.head_dim;
   Attention a;
-  a.layer_ = layer;
-  a.num_heads_ = config.num_attention_heads;
-  a.num_kv_heads_ = config.num_key_value_heads;
-  a.head_dim_ = config.head_dim;
+  a.cache_layer_ = cache_layer;
+  a.num_heads_ = heads.num_heads;
+  a.num_kv_heads_ = heads.num_kv_heads;
+  a.head_dim_ = d;
   a.sliding_window_ = config.sliding_window.empty() ? 0 : config.sliding_window[layer];
   a.norm_eps_ = static_cast<float>(config.rms_norm_eps);
-  a.scale_ = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config.head_dim)));
-  const int64_t q_size = a.num_heads_ * a.head_dim_;
-  const int64_t kv_size = a.num_kv_heads_ * a.head_dim_;
-  const std::string qkv_names[] = {prefix + ".q_proj", prefix + ".k_proj", prefix + ".v_proj"};
-  const int64_t qkv_sizes[] = {q_size, kv_size, kv_size};
-  absl::StatusOr<Linear> qkv =
-      Linear::LoadFused(checkpoint, qkv_names, qkv_sizes, config.hidden_size, config.qkv_bias);
-  if (!qkv.ok()) return qkv.status();
-  a.qkv_proj_ = *std::move(qkv);
-  absl::StatusOr<Linear> o =
-      Linear::Load(checkpoint, prefix + ".o_proj", config.hidden_size, q_size, config.o_bias);
-  if (!o.ok()) return o.status();
-  a.o_proj_ = *std::move(o);
+  a.scale_ = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const int64_t q_full = config.num_attention_heads * d, kv_full = config.num_key_value_heads * d;
+  const RowRange q_rows = {heads.first_head * d, (heads.first_head + heads.num_heads) * d};
+  const RowRange kv_rows = {heads.first_kv_head * d, (heads.first_kv_head + heads.num_kv_heads) * d};
+  const RowSlice qkv[] = {{prefix + ".q_proj", q_full, q_rows},
+                          {prefix + ".k_proj", kv_full, kv_rows},
+                          {prefix + ".v_proj", kv_full, kv_rows}};
+  absl::StatusOr<ColumnParallelLinear> qkv_proj =
+      ColumnParallelLinear::Load(checkpoint, qkv, config.hidden_size, config.qkv_bias);
+  if (!qkv_proj.ok()) return qkv_proj.status();
+  a.qkv_proj_ = *std::move(qkv_proj);
+  absl::StatusOr<RowParallelLinear> o_proj = RowParallelLinear::Load(
+      checkpoint, prefix + ".o_proj", config.hidden_size, q_full, q_rows, config.o_bias);
+  if (!o_proj.ok()) return o_proj.status();
+  a.o_proj_ = *std::move(o_proj);
   if (config.qk_norm) {
-    absl::StatusOr<Tensor> q_norm = checkpoint.Load(prefix + ".q_norm.weight", {config.head_dim});
+    absl::StatusOr<Tensor> q_norm = checkpoint.Load(prefix + ".q_norm.weight", {d});
     if (!q_norm.ok()) return q_norm.status();
-    absl::StatusOr<Tensor> k_norm = checkpoint.Load(prefix + ".k_norm.weight", {config.head_dim});
+    absl::StatusOr<Tensor> k_norm = checkpoint.Load(prefix + ".k_norm.weight", {d});
     if (!k_norm.ok()) return k_norm.status();
     a.q_norm_ = *std::move(q_norm);
     a.k_norm_ = *std::move(k_norm);
@@ -82,11 +87,11 @@ Tensor Attention::Forward(const Tensor& x, ForwardContext& context) const {
     cpu::ApplyRotary(positions, rope.inv_freq, rope.attention_scale, k_seq);
   }
 
-  cpu::WriteKvCache(k, v, batch.slot_mapping, context.kv_cache.k(layer_), context.kv_cache.v(layer_));
+  cpu::WriteKvCache(k, v, batch.slot_mapping, context.kv_cache.k(cache_layer_), context.kv_cache.v(cache_layer_));
   Tensor attn = Tensor::Empty(DType::kF32, {tokens, num_heads_, head_dim_});
-  cpu::PagedAttention(q, context.kv_cache.k(layer_), context.kv_cache.v(layer_), context.attention,
+  cpu::PagedAttention(q, context.kv_cache.k(cache_layer_), context.kv_cache.v(cache_layer_), context.attention,
                       scale_, sliding_window_, attn);
-  return o_proj_.Forward(attn.View({tokens, q_size}));
+  return o_proj_.Forward(attn.View({tokens, q_size}), context.tp);
 }
 
 }  // namespace lattice

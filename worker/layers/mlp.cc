@@ -6,26 +6,35 @@
 namespace lattice {
 
 absl::StatusOr<GatedMlp> GatedMlp::Load(Checkpoint& checkpoint, const std::string& prefix,
-                                        int64_t hidden_size, int64_t intermediate_size,
-                                        bool has_bias, const GatedMlpNames& names) {
+                                        int64_t hidden_size, int64_t intermediate_size, bool has_bias,
+                                        Shard tp, const GatedMlpNames& names) {
+  const RowRange local = EvenSplit(intermediate_size, tp);
   GatedMlp mlp;
-  const std::string gate_up[] = {prefix + "." + names.gate, prefix + "." + names.up};
-  const int64_t sizes[] = {intermediate_size, intermediate_size};
-  absl::StatusOr<Linear> fused = Linear::LoadFused(checkpoint, gate_up, sizes, hidden_size, has_bias);
+  const RowSlice gate_up[] = {{prefix + "." + names.gate, intermediate_size, local},
+                              {prefix + "." + names.up, intermediate_size, local}};
+  absl::StatusOr<ColumnParallelLinear> fused =
+      ColumnParallelLinear::Load(checkpoint, gate_up, hidden_size, has_bias);
   if (!fused.ok()) return fused.status();
   mlp.gate_up_proj_ = *std::move(fused);
-  absl::StatusOr<Linear> down =
-      Linear::Load(checkpoint, prefix + "." + names.down, hidden_size, intermediate_size, has_bias);
+  absl::StatusOr<RowParallelLinear> down = RowParallelLinear::Load(
+      checkpoint, prefix + "." + names.down, hidden_size, intermediate_size, local, has_bias);
   if (!down.ok()) return down.status();
   mlp.down_proj_ = *std::move(down);
   return mlp;
 }
 
-Tensor GatedMlp::Forward(const Tensor& x) const {
+Tensor GatedMlp::ForwardPartial(const Tensor& x) const {
   const Tensor gate_up = gate_up_proj_.Forward(x);
   Tensor activated = Tensor::Empty(DType::kF32, {x.dim(0), gate_up.dim(1) / 2});
   cpu::SiluAndMul(gate_up, activated);
-  return down_proj_.Forward(activated);
+  return down_proj_.ForwardPartial(activated);
+}
+
+Tensor GatedMlp::Forward(const Tensor& x, Communicator& tp) const {
+  Tensor out = ForwardPartial(x);
+  if (tp.size() > 1) tp.AllReduce(out);
+  AddBias(out);
+  return out;
 }
 
 }  // namespace lattice

@@ -1,4 +1,6 @@
-// GatedMlp: down(silu(gate x) * up x), with gate and up fused into one projection.
+// GatedMlp: down(silu(gate x) * up x). Gate and up are fused into one column-parallel
+// projection (each TP rank holds its slice of the intermediate width) and down is
+// row-parallel.
 #pragma once
 
 #include <string>
@@ -19,13 +21,16 @@ class GatedMlp {
  public:
   static absl::StatusOr<GatedMlp> Load(Checkpoint& checkpoint, const std::string& prefix,
                                        int64_t hidden_size, int64_t intermediate_size, bool has_bias,
-                                       const GatedMlpNames& names = {});
-  // x [T, hidden] -> [T, hidden].
-  Tensor Forward(const Tensor& x) const;
+                                       Shard tp, const GatedMlpNames& names = {});
+  // x [T, hidden] -> [T, hidden], all-reduced over `tp`.
+  Tensor Forward(const Tensor& x, Communicator& tp) const;
+  // This rank's partial sum, without the down bias (see RowParallelLinear).
+  Tensor ForwardPartial(const Tensor& x) const;
+  void AddBias(Tensor& out) const { down_proj_.AddBias(out); }
 
  private:
-  Linear gate_up_proj_;
-  Linear down_proj_;
+  ColumnParallelLinear gate_up_proj_;
+  RowParallelLinear down_proj_;
 };
 
 }  // namespace lattice
