@@ -10,6 +10,6 @@ int main(int argc, char** argv) {
   CLI::App* run = app.add_subcommand("run", "Load a model in-process and generate (offline)");
   lattice::AddRunCommandFlags(*run, run_options);
   CLI11_PARSE(app, argc, argv);
-  if (run->parsed()) return lattice::RunCommand(run_options);
+  if (run->parsed()) return lattice::RunCommand(run_options, std::vector<std::string>(argv, argv + argc));
   return 0;
 }

@@ -1,8 +1,10 @@
-// `lattice run` (see run_command.h).
+// `lattice run` (see run_command.h): one rank in-process, or several ranks as
+// processes (started here, by mpirun, or by another launcher) over gloo.
 #include "cli/run_command.h"
 
 #include <charconv>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +12,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "cli/launch.h"
+#include "parallel/bootstrap.h"
+#include "parallel/process_groups.h"
+#include "worker/distributed_engine.h"
 #include "worker/engine.h"
 #include "worker/model.h"
 #include "worker/model_config.h"
@@ -17,20 +23,20 @@
 namespace lattice {
 namespace {
 
-absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
-  std::vector<int32_t> ids;
+absl::StatusOr<std::vector<int32_t>> ParseInts(const std::string& text, const char* flag) {
+  std::vector<int32_t> values;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
-    int32_t id = 0;
-    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
+    int32_t value = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
     if (part.empty() || ec != std::errc() || end != part.data() + part.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: '", part, "' in \"", text,
-                                                     "\" is not a token id"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": '", std::string(part), "' in \"", text, "\" is not a token id"));
     }
-    ids.push_back(id);
+    values.push_back(value);
   }
-  return ids;
+  return values;
 }
 
 nlohmann::json ResultToJson(const GenerationResult& result) {
@@ -51,6 +57,64 @@ int Fail(const absl::Status& status) {
   return 2;
 }
 
+void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult>& results, const EngineStats& stats,
+                  int32_t num_blocks) {
+  std::fprintf(stderr, "lattice run: steps=%lld preemptions=%lld max_step_tokens=%lld kv_blocks=%d\n",
+               static_cast<long long>(stats.num_steps), static_cast<long long>(stats.num_preemptions),
+               static_cast<long long>(stats.max_tokens_in_step), num_blocks);
+  for (const GenerationResult& result : results) {
+    if (o.json) {
+      std::cout << ResultToJson(result).dump() << "\n";
+    } else {
+      std::cout << "prompt " << nlohmann::json(result.prompt_ids).dump() << " -> "
+                << nlohmann::json(result.output_ids).dump() << " (" << FinishReasonName(result.finish_reason)
+                << ")\n";
+    }
+  }
+  std::cout.flush();
+}
+
+void WriteTrace(const std::string& path, int rank, const std::vector<TraceEvent>& trace) {
+  std::ofstream out(absl::StrCat(path, ".rank", rank, ".jsonl"));
+  for (const TraceEvent& e : trace) {
+    out << nlohmann::json{{"rank", rank},       {"step", e.step},         {"micro_batch", e.micro_batch},
+                          {"stage", e.stage},   {"begin_ns", e.begin_ns}, {"end_ns", e.end_ns},
+                          {"tokens", e.num_tokens}}
+               .dump()
+        << "\n";
+  }
+}
+
+// One rank of a multi-rank run: join the process groups, load the shard, drive or follow.
+int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayout& layout,
+            const ModelConfig& config, const DistributedOptions& options,
+            const std::vector<GenerationRequest>& requests) {
+  absl::StatusOr<std::unique_ptr<TcpStoreClient>> store = ConnectStore(launch);
+  if (!store.ok()) return Fail(store.status());
+  absl::StatusOr<ProcessGroups> groups = MakeGlooProcessGroups(layout, launch.rank, **store);
+  if (!groups.ok()) return Fail(groups.status());
+  absl::StatusOr<std::unique_ptr<DecoderModel>> model =
+      DecoderModel::Load(o.model_dir, config, ShardFor(config, layout, launch.rank, options.pp_layers));
+  if (!model.ok()) return Fail(model.status());
+  const RankComms comms{groups->world.get(), groups->tp.get(), groups->pp.get(), groups->ep.get()};
+  std::vector<TraceEvent> trace;
+  int code = 0;
+  if (launch.rank == 0) {
+    absl::StatusOr<DriverResult> driven = RunDriver(**model, layout, comms, options, requests, &trace);
+    if (!driven.ok()) {
+      code = Fail(driven.status());
+    } else {
+      PrintResults(o, driven->results, driven->stats, options.engine.kv_cache.num_blocks);
+    }
+  } else if (absl::Status status = RunFollower(**model, layout, launch.rank, comms, options, &trace); !status.ok()) {
+    code = Fail(status);
+  }
+  if (!o.trace_path.empty()) WriteTrace(o.trace_path, launch.rank, trace);
+  // Leave together: nobody tears down its connections while a peer still reads.
+  groups->world->Barrier();
+  return code;
+}
+
 }  // namespace
 
 void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
@@ -67,19 +131,46 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
   app.add_flag("--ignore-eos", o.ignore_eos, "Do not stop at the end-of-sequence token");
   app.add_flag("--json", o.json, "One JSON object per prompt, one per line");
   app.add_option("--block-size", o.block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
-  app.add_option("--num-kv-blocks", o.num_kv_blocks, "KV cache blocks (0: enough for every prompt)");
+  app.add_option("--num-kv-blocks", o.num_kv_blocks, "KV cache blocks per DP rank (0: enough for every prompt)");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--tp", o.tp, "Tensor-parallel size")->check(CLI::Range(1, 1024));
+  app.add_option("--pp", o.pp, "Pipeline-parallel size")->check(CLI::Range(1, 1024));
+  app.add_option("--dp", o.dp, "Data-parallel size")->check(CLI::Range(1, 1024));
+  app.add_option("--ep", o.ep, "Expert-parallel size (1, or dp * tp)")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--pp-layers", o.pp_layers, "Layers per pipeline stage, e.g. 3,5 (default: even)");
+  app.add_option("--num-micro-batches", o.num_micro_batches, "Steps in flight (default: pp)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--rank", o.rank, "This process's rank (set by a launcher)");
+  app.add_option("--world-size", o.world_size, "Number of ranks (set by a launcher)");
+  app.add_option("--store-host", o.store_host, "Rendezvous store host (rank 0 hosts it)");
+  app.add_option("--store-port", o.store_port, "Rendezvous store port");
+  app.add_option("--trace", o.trace_path, "Write each rank's step trace to PATH.rankN.jsonl");
 }
 
-int RunCommand(const RunCommandOptions& o) {
+int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv) {
+  // Everything that can be wrong with the command is reported before any weight
+  // loads and before any other rank starts.
   absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
   if (!config.ok()) return Fail(config.status());
+  const ParallelConfig parallel{.tp = o.tp, .pp = o.pp, .dp = o.dp, .ep = o.ep};
+  absl::StatusOr<RankLayout> layout = RankLayout::Create(parallel.world_size(), parallel);
+  if (!layout.ok()) return Fail(layout.status());
+  DistributedOptions options;
+  if (!o.pp_layers.empty()) {
+    absl::StatusOr<std::vector<int32_t>> layers = ParseInts(o.pp_layers, "--pp-layers");
+    if (!layers.ok()) return Fail(layers.status());
+    options.pp_layers.assign(layers->begin(), layers->end());
+  }
+  if (absl::Status status = ValidateLayoutForModel(*config, parallel, options.pp_layers); !status.ok()) {
+    return Fail(status);
+  }
 
   std::vector<GenerationRequest> requests;
-  int64_t blocks_for_all = 0;
+  std::vector<int64_t> blocks_per_dp(o.dp, 0);
   for (const std::string& text : o.prompt_ids) {
-    absl::StatusOr<std::vector<int32_t>> ids = ParseIds(text);
+    absl::StatusOr<std::vector<int32_t>> ids = ParseInts(text, "--prompt-ids");
     if (!ids.ok()) return Fail(ids.status());
     GenerationRequest request;
     request.prompt_ids = *std::move(ids);
@@ -87,38 +178,73 @@ int RunCommand(const RunCommandOptions& o) {
     request.ignore_eos = o.ignore_eos;
     request.num_logprobs = o.logprobs;
     request.sampling = {o.temperature, o.top_k, o.top_p, o.min_p, o.seed};
-    blocks_for_all += NumBlocksFor(static_cast<int64_t>(request.prompt_ids.size()) + std::max(o.max_tokens, 0),
-                                   o.block_size);
+    // Requests go to DP ranks round-robin; size each rank's cache for what it gets.
+    blocks_per_dp[requests.size() % o.dp] +=
+        NumBlocksFor(static_cast<int64_t>(request.prompt_ids.size()) + std::max(o.max_tokens, 0), o.block_size);
     requests.push_back(std::move(request));
   }
-
-  absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(o.model_dir, *config);
-  if (!model.ok()) return Fail(model.status());
-
-  EngineOptions options;
-  options.kv_cache.block_size = o.block_size;
-  options.kv_cache.num_blocks =
-      o.num_kv_blocks > 0 ? o.num_kv_blocks : static_cast<int32_t>(std::max<int64_t>(blocks_for_all, 1));
-  options.max_num_batched_tokens = o.max_num_batched_tokens;
-  Engine engine(**model, options);
-  absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
-  if (!results.ok()) return Fail(results.status());
-
-  const EngineStats& stats = engine.stats();
-  std::fprintf(stderr, "lattice run: steps=%lld preemptions=%lld max_step_tokens=%lld kv_blocks=%d\n",
-               static_cast<long long>(stats.num_steps), static_cast<long long>(stats.num_preemptions),
-               static_cast<long long>(stats.max_tokens_in_step), options.kv_cache.num_blocks);
-  for (const GenerationResult& result : *results) {
-    if (o.json) {
-      std::cout << ResultToJson(result).dump() << "\n";
-    } else {
-      std::cout << "prompt " << nlohmann::json(result.prompt_ids).dump() << " -> "
-                << nlohmann::json(result.output_ids).dump() << " (" << FinishReasonName(result.finish_reason)
-                << ")\n";
-    }
+  options.engine.kv_cache.block_size = o.block_size;
+  options.engine.kv_cache.num_blocks =
+      o.num_kv_blocks > 0
+          ? o.num_kv_blocks
+          : static_cast<int32_t>(std::max<int64_t>(*std::max_element(blocks_per_dp.begin(), blocks_per_dp.end()), 1));
+  options.engine.max_num_batched_tokens = o.max_num_batched_tokens;
+  options.engine.max_num_seqs = o.max_num_seqs;
+  options.num_micro_batches = o.num_micro_batches;
+  {
+    const Scheduler check(MakeSchedulerOptions(*config, options.engine, o.dp));
+    if (absl::Status status = ValidateAll(check, requests); !status.ok()) return Fail(status);
   }
-  std::cout.flush();
-  return 0;
+
+  LaunchFlags flags;
+  flags.rank = o.rank;
+  flags.world_size = o.world_size;
+  flags.store_host = o.store_host;
+  flags.store_port = o.store_port;
+  const bool launched_elsewhere = o.rank.has_value() || std::getenv("OMPI_COMM_WORLD_RANK") != nullptr ||
+                                  std::getenv("PMIX_RANK") != nullptr || std::getenv("RANK") != nullptr ||
+                                  std::getenv("LWS_WORKER_INDEX") != nullptr;
+  if (parallel.world_size() == 1 && !launched_elsewhere) {
+    absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(o.model_dir, *config);
+    if (!model.ok()) return Fail(model.status());
+    Engine engine(**model, options.engine);
+    absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
+    if (!results.ok()) return Fail(results.status());
+    PrintResults(o, *results, engine.stats(), options.engine.kv_cache.num_blocks);
+    return 0;
+  }
+
+  absl::StatusOr<LaunchInfo> launch;
+  std::unique_ptr<LocalLauncher> launcher;
+  if (launched_elsewhere) {
+    launch = DiscoverLaunch(flags);
+    if (!launch.ok()) return Fail(launch.status());
+    if (launch->world_size != parallel.world_size()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("the launcher started ", launch->world_size,
+                                                          " ranks but ", parallel.ToString(), " needs ",
+                                                          parallel.world_size())));
+    }
+  } else {
+    // This process is rank 0 of a run it starts itself: host the store on a free
+    // loopback port, then start the other ranks.
+    absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
+        TcpStoreServer::Start({.bind_address = "127.0.0.1", .port = 0});
+    if (!server.ok()) return Fail(server.status());
+    launch = LaunchInfo{.rank = 0, .world_size = parallel.world_size(), .store_host = "127.0.0.1",
+                        .store_port = (*server)->port(), .source = "lattice run"};
+    launch->store_server = std::shared_ptr<TcpStoreServer>(std::move(*server));
+    absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
+        LocalLauncher::Start(argv, parallel.world_size(), "127.0.0.1", launch->store_port);
+    if (!started.ok()) return Fail(started.status());
+    launcher = *std::move(started);
+  }
+  const int code = RunRank(o, *launch, *layout, *config, options, requests);
+  if (launcher) {
+    if (code != 0) launcher->Kill();
+    launcher->Wait();
+  }
+  FinalizeLaunch(*launch);
+  return code;
 }
 
 }  // namespace lattice

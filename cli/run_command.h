@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,26 @@ struct RunCommandOptions {
   int block_size = 16;
   int num_kv_blocks = 0;           // 0: enough for every prompt at full length
   int max_num_batched_tokens = 2048;  // token budget per step (chunked prefill)
+  int max_num_seqs = 256;             // sequences per step
+
+  // Parallelism (world size = tp * pp * dp).
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;
+  int ep = 1;
+  std::string pp_layers;       // "3,5": layers per stage
+  int num_micro_batches = 0;   // 0: pp
+  // Set by a launcher other than `lattice run` itself (or by it, for its children).
+  std::optional<int> rank;
+  std::optional<int> world_size;
+  std::optional<std::string> store_host;
+  std::optional<int> store_port;
+  std::string trace_path;      // per-rank step trace: PATH.rankN.jsonl
 };
 
 void AddRunCommandFlags(CLI::App& app, RunCommandOptions& options);
-int RunCommand(const RunCommandOptions& options);
+// `argv` is the process's own command line: the local launcher re-executes it, once per
+// extra rank, with --rank/--world-size/--store-* appended.
+int RunCommand(const RunCommandOptions& options, const std::vector<std::string>& argv);
 
 }  // namespace lattice

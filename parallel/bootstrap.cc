@@ -62,7 +62,8 @@ bool UnderMpi() {
 absl::Status MaybeHostStore(const LaunchFlags& flags, int port, LaunchInfo& info) {
   if (!flags.host_store || info.rank != 0) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
-      TcpStoreServer::Start({.bind_address = flags.store_bind_address, .port = port});
+      TcpStoreServer::Start({.bind_address = flags.store_bind_address, .port = port,
+                             .max_connections = 4096});
   if (!server.ok()) return server.status();
   info.store_port = (*server)->port();
   info.store_server = *std::move(server);
@@ -160,6 +161,14 @@ absl::Status ResolveStore(const LaunchFlags& flags, const char* host_var, const 
   return MaybeHostStore(flags, info.store_port, info);
 }
 
+LaunchInfo MakeInfo(int rank, int world_size, const char* source) {
+  LaunchInfo info;
+  info.rank = rank;
+  info.world_size = world_size;
+  info.source = source;
+  return info;
+}
+
 // LOCAL_RANK when set, else the rank (one node).
 absl::Status ReadLocalRank(LaunchInfo& info) {
   info.local_rank = info.rank;
@@ -176,7 +185,7 @@ absl::StatusOr<LaunchInfo> DiscoverFlags(const LaunchFlags& flags) {
     return absl::InvalidArgumentError(flags.rank.has_value() ? "--rank is set but --world-size is not"
                                                              : "--world-size is set but --rank is not");
   }
-  LaunchInfo info{.rank = *flags.rank, .world_size = *flags.world_size, .source = "flags"};
+  LaunchInfo info = MakeInfo(*flags.rank, *flags.world_size, "flags");
   if (absl::Status s = CheckRankAndSize("--rank", info.rank, "--world-size", info.world_size); !s.ok()) {
     return s;
   }
@@ -192,7 +201,7 @@ absl::StatusOr<LaunchInfo> DiscoverEnv(const LaunchFlags& flags) {
   if (!rank.ok()) return rank.status();
   absl::StatusOr<int> world_size = EnvInt("WORLD_SIZE");
   if (!world_size.ok()) return world_size.status();
-  LaunchInfo info{.rank = *rank, .world_size = *world_size, .source = "env"};
+  LaunchInfo info = MakeInfo(*rank, *world_size, "env");
   if (absl::Status s = CheckRankAndSize("RANK", info.rank, "WORLD_SIZE", info.world_size); !s.ok()) {
     return s;
   }
@@ -208,7 +217,7 @@ absl::StatusOr<LaunchInfo> DiscoverLws(const LaunchFlags& flags) {
   if (!rank.ok()) return rank.status();
   absl::StatusOr<int> world_size = EnvInt("LWS_GROUP_SIZE");
   if (!world_size.ok()) return world_size.status();
-  LaunchInfo info{.rank = *rank, .world_size = *world_size, .source = "lws"};
+  LaunchInfo info = MakeInfo(*rank, *world_size, "lws");
   if (absl::Status s = CheckRankAndSize("LWS_WORKER_INDEX", info.rank, "LWS_GROUP_SIZE", info.world_size);
       !s.ok()) {
     return s;
@@ -229,7 +238,7 @@ absl::StatusOr<LaunchInfo> DiscoverLaunch(const LaunchFlags& flags) {
   if (flags.rank.has_value() || flags.world_size.has_value()) return DiscoverFlags(flags);
   if (Env("RANK") != nullptr || Env("WORLD_SIZE") != nullptr) return DiscoverEnv(flags);
   if (Env("LWS_WORKER_INDEX") != nullptr || Env("LWS_GROUP_SIZE") != nullptr) return DiscoverLws(flags);
-  LaunchInfo info{.rank = 0, .world_size = 1, .source = "single"};
+  LaunchInfo info = MakeInfo(0, 1, "single");
   if (absl::Status s = ResolveStore(flags, nullptr, nullptr, std::nullopt, info); !s.ok()) return s;
   return info;
 }

@@ -135,7 +135,8 @@ absl::Status TcpStoreClient::Set(const std::string& key, std::string_view value)
                                                    key.size(), " bytes) or its value (",
                                                    value.size(), " bytes) exceeds the cap"));
   }
-  store_wire::Request request{.op = Op::kSet, .keys = {key}, .value = std::string(value)};
+  store_wire::Request request{.op = Op::kSet, .keys = {key}, .value = std::string(value),
+                              .timeout_ms = 0};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), {});
   if (!reply.ok()) return reply.status();
   return absl::OkStatus();
@@ -151,7 +152,7 @@ absl::StatusOr<std::string> TcpStoreClient::Get(const std::string& key,
     return absl::InvalidArgumentError(absl::StrCat("store key of ", key.size(), " bytes exceeds the cap"));
   }
   store_wire::Request request{
-      .op = Op::kGet, .keys = {key}, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
+      .op = Op::kGet, .keys = {key}, .value = {}, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), timeout);
   if (!reply.ok()) return reply.status();
   const auto status = static_cast<store_wire::Status>((*reply)[0]);
@@ -170,7 +171,7 @@ absl::Status TcpStoreClient::Wait(const std::vector<std::string>& keys,
     return absl::InvalidArgumentError(absl::StrCat("waiting for ", keys.size(), " store keys exceeds the cap"));
   }
   store_wire::Request request{
-      .op = Op::kWait, .keys = keys, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
+      .op = Op::kWait, .keys = keys, .value = {}, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), timeout);
   if (!reply.ok()) return reply.status();
   const auto status = static_cast<store_wire::Status>((*reply)[0]);
@@ -182,7 +183,7 @@ absl::StatusOr<bool> TcpStoreClient::Check(const std::vector<std::string>& keys)
   if (keys.size() > store_wire::kMaxKeys) {
     return absl::InvalidArgumentError(absl::StrCat("checking ", keys.size(), " store keys exceeds the cap"));
   }
-  store_wire::Request request{.op = Op::kCheck, .keys = keys};
+  store_wire::Request request{.op = Op::kCheck, .keys = keys, .value = {}, .timeout_ms = 0};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), {});
   if (!reply.ok()) return reply.status();
   if (reply->size() != 2) return absl::DataLossError("malformed store reply to check");

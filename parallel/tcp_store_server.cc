@@ -111,7 +111,7 @@ class TcpStoreServer::Loop {
       SetNonBlocking(fd);
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      connections_.push_back(Connection{.fd = fd});
+      connections_.emplace_back().fd = fd;
     }
   }
 

@@ -145,10 +145,8 @@ class ThreadCommunicator final : public Communicator {
 
   void AllReduce(Tensor& tensor, ReduceOp op) override {
     CheckReducible(tensor, "AllReduce");
-    Contribution c{.op = op == ReduceOp::kSum ? "AllReduce(sum)" : "AllReduce(max)",
-                   .bytes = static_cast<int64_t>(tensor.nbytes()),
-                   .dtype = tensor.dtype(),
-                   .in = &tensor};
+    const Contribution c =
+        Of(op == ReduceOp::kSum ? "AllReduce(sum)" : "AllReduce(max)", tensor, tensor.nbytes());
     group_->Arrive(rank_, c);
     Tensor result = Tensor::Empty(tensor.dtype(), tensor.shape());
     std::memcpy(result.raw_data(), group_->slot(0).in->raw_data(), tensor.nbytes());
@@ -164,8 +162,7 @@ class ThreadCommunicator final : public Communicator {
     CheckHost(in, "AllGather");
     CheckHost(out, "AllGather");
     CheckAllGather(in, out, size());
-    Contribution c{.op = "AllGather", .bytes = static_cast<int64_t>(in.nbytes()),
-                   .dtype = in.dtype(), .in = &in};
+    const Contribution c = Of("AllGather", in, in.nbytes());
     group_->Arrive(rank_, c);
     char* dst = static_cast<char*>(out.raw_data());
     for (int r = 0; r < size(); ++r) {
@@ -178,8 +175,7 @@ class ThreadCommunicator final : public Communicator {
     CheckReducible(in, "ReduceScatter");
     CheckHost(out, "ReduceScatter");
     CheckReduceScatter(in, out, size());
-    Contribution c{.op = "ReduceScatter", .bytes = static_cast<int64_t>(in.nbytes()),
-                   .dtype = in.dtype(), .in = &in};
+    const Contribution c = Of("ReduceScatter", in, in.nbytes());
     group_->Arrive(rank_, c);
     const size_t offset = rank_ * out.nbytes();
     Tensor result = Tensor::Empty(out.dtype(), out.shape());
@@ -195,8 +191,8 @@ class ThreadCommunicator final : public Communicator {
   void Broadcast(Tensor& tensor, int root) override {
     CheckHost(tensor, "Broadcast");
     CheckPeer(root, size(), "Broadcast root");
-    Contribution c{.op = "Broadcast", .bytes = static_cast<int64_t>(tensor.nbytes()),
-                   .root = root, .dtype = tensor.dtype(), .in = &tensor};
+    Contribution c = Of("Broadcast", tensor, tensor.nbytes());
+    c.root = root;
     group_->Arrive(rank_, c);
     // Only non-roots write, and only to their own tensor, which nobody reads.
     if (rank_ != root && tensor.nbytes() > 0) {
@@ -223,8 +219,9 @@ class ThreadCommunicator final : public Communicator {
     CheckHost(out, "AllToAllV");
     CheckAllToAllV(in, send_counts, out, recv_counts, size());
     const size_t row = RowBytes(in);
-    Contribution c{.op = "AllToAllV", .bytes = static_cast<int64_t>(row), .dtype = in.dtype(),
-                   .in = &in, .send_counts = send_counts, .recv_counts = recv_counts};
+    Contribution c = Of("AllToAllV", in, row);
+    c.send_counts = send_counts;
+    c.recv_counts = recv_counts;
     group_->Arrive(rank_, c);
     const std::vector<size_t> out_offsets = ByteOffsets(recv_counts, row);
     for (int r = 0; r < size(); ++r) {
@@ -244,11 +241,22 @@ class ThreadCommunicator final : public Communicator {
   }
 
   void Barrier() override {
-    group_->Arrive(rank_, Contribution{.op = "Barrier"});
+    Contribution c;
+    c.op = "Barrier";
+    group_->Arrive(rank_, c);
     group_->Depart(rank_, "Barrier");
   }
 
  private:
+  static Contribution Of(const char* op, const Tensor& in, size_t bytes) {
+    Contribution c;
+    c.op = op;
+    c.bytes = static_cast<int64_t>(bytes);
+    c.dtype = in.dtype();
+    c.in = &in;
+    return c;
+  }
+
   std::shared_ptr<ThreadGroup> group_;
   const int rank_;
 };

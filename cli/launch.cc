@@ -1,0 +1,84 @@
+// Local launcher: fork/exec of the ranks and a watchdog (see launch.h).
+#include "cli/launch.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+
+namespace lattice {
+
+absl::StatusOr<std::unique_ptr<LocalLauncher>> LocalLauncher::Start(const std::vector<std::string>& argv,
+                                                                     int world_size, const std::string& store_host,
+                                                                     int store_port) {
+  std::unique_ptr<LocalLauncher> launcher(new LocalLauncher());
+  for (int rank = 1; rank < world_size; ++rank) {
+    std::vector<std::string> args = argv;
+    for (const std::string& extra :
+         {std::string("--rank"), std::to_string(rank), std::string("--world-size"), std::to_string(world_size),
+          std::string("--store-host"), store_host, std::string("--store-port"), std::to_string(store_port)}) {
+      args.push_back(extra);
+    }
+    std::vector<char*> c_args;
+    for (std::string& a : args) c_args.push_back(a.data());
+    c_args.push_back(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      launcher->Kill();
+      return absl::InternalError(absl::StrCat("fork for rank ", rank, " failed"));
+    }
+    if (pid == 0) {
+      execv("/proc/self/exe", c_args.data());
+      std::perror("lattice run: exec");
+      _exit(127);
+    }
+    launcher->pids_.push_back(pid);
+  }
+  launcher->watcher_ = std::thread([l = launcher.get()] { l->Watch(); });
+  return launcher;
+}
+
+void LocalLauncher::Watch() {
+  size_t remaining = pids_.size();
+  while (remaining > 0) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    size_t rank = 0;
+    while (rank < pids_.size() && pids_[rank] != pid) ++rank;
+    if (rank == pids_.size()) continue;
+    pids_[rank] = -1;
+    --remaining;
+    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!clean) {
+      const std::string how = WIFEXITED(status) ? absl::StrCat("exited with code ", WEXITSTATUS(status))
+                                                : absl::StrCat("was killed by signal ", WTERMSIG(status));
+      std::fprintf(stderr, "lattice run: rank %zu %s; stopping the run\n", rank + 1, how.c_str());
+      // The other ranks would wait on it forever: end them and this process now.
+      Kill();
+      _exit(3);
+    }
+  }
+}
+
+void LocalLauncher::Wait() {
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void LocalLauncher::Kill() {
+  for (pid_t pid : pids_) {
+    if (pid > 0) kill(pid, SIGKILL);
+  }
+}
+
+LocalLauncher::~LocalLauncher() {
+  if (watcher_.joinable()) {
+    Kill();
+    watcher_.join();
+  }
+}
+
+}  // namespace lattice
