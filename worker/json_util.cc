@@ -32,8 +32,9 @@ void Render(const json& value, std::string& out, int depth) {
       out += "...";
       break;
     }
-    if (value.is_object())
+    if (value.is_object()) {
       out += json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ":";
+    }
     Render(*it, out, depth + 1);
   }
   out += value.is_array() ? ']' : '}';
@@ -68,8 +69,9 @@ absl::StatusOr<json> ParseJson(const std::string& what, const char* begin, const
 
 absl::StatusOr<json> ReadJsonFile(const std::string& path, size_t max_bytes) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
+  if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+  }
   if (!std::filesystem::is_regular_file(path, ec)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }

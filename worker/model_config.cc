@@ -137,15 +137,17 @@ class Fields {
   absl::StatusOr<int64_t> ToInt(const char* key, const json& v) const {
     if (v.is_number_unsigned()) {
       const uint64_t u = v.get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return Invalid(key, "is too large");
+      }
       return static_cast<int64_t>(u);
     }
     if (v.is_number_integer()) return v.get<int64_t>();
     if (v.is_number_float()) {  // 4096.0 is an integer to Python's int() too
       const double d = v.get<double>();
-      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15)
+      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
         return static_cast<int64_t>(d);
+      }
     }
     return WrongType(key, "an integer", v);
   }
@@ -222,8 +224,9 @@ absl::Status ParseRope(const Fields& f, const ArchInfo& arch, ModelConfig& out) 
   ASSIGN_OR_RETURN(rope.theta, r.Get("rope_theta") != nullptr
                                    ? r.Double("rope_theta")
                                    : f.Double("rope_theta", arch.rope_theta));
-  if (!(rope.theta > 1.0))
+  if (!(rope.theta > 1.0)) {
     return f.Invalid("rope_theta", absl::StrCat("must be > 1, got ", rope.theta));
+  }
 
   const char* type_key = r.Get("rope_type") != nullptr ? "rope_type" : "type";
   ASSIGN_OR_RETURN(rope.type, r.String(type_key, "default"));
@@ -285,8 +288,9 @@ absl::Status ParseRope(const Fields& f, const ArchInfo& arch, ModelConfig& out) 
   // when it differs from max_position_embeddings / original_max_position_embeddings (it
   // only warns). transformers 4.4x-4.57 replaced it by that ratio whenever the dict had
   // original_max_position_embeddings; our fixtures come from 5.x, so the explicit one stays.
-  if (!(rope.factor > 0.0))
+  if (!(rope.factor > 0.0)) {
     return r.Invalid("factor", absl::StrCat("must be positive, got ", rope.factor));
+  }
 
   if (is_llama3) {
     ASSIGN_OR_RETURN(rope.low_freq_factor, r.Double("low_freq_factor"));
@@ -393,9 +397,10 @@ absl::StatusOr<int64_t> NumExperts(const Fields& f, const char* name, const char
   ASSIGN_OR_RETURN(int64_t experts, f.Positive(name, 1 << 20));
   if (f.Get(alias) != nullptr) {
     ASSIGN_OR_RETURN(int64_t other, f.Int(alias));
-    if (other != experts)
+    if (other != experts) {
       return f.Invalid(name,
                        absl::StrFormat("(%d) disagrees with '%s' (%d)", experts, alias, other));
+    }
   }
   return experts;
 }
@@ -465,8 +470,9 @@ absl::Status ParseSpecialTokens(const Fields& f, const json* generation,
   Fields g(generation != nullptr ? *generation : kEmpty, generation_where);
   const Fields& eos_source = g.Get("eos_token_id") != nullptr ? g : f;
   ASSIGN_OR_RETURN(out.eos_token_ids, TokenIds(eos_source, "eos_token_id"));
-  if (!eos_source.Contains("eos_token_id") && arch.eos_token_id)
+  if (!eos_source.Contains("eos_token_id") && arch.eos_token_id) {
     out.eos_token_ids = {*arch.eos_token_id};
+  }
   const Fields& bos_source = g.Get("bos_token_id") != nullptr ? g : f;
   if (bos_source.Get("bos_token_id") != nullptr) {
     ASSIGN_OR_RETURN(int64_t bos, bos_source.Int("bos_token_id"));
@@ -500,8 +506,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& config_
                      "is an unsupported setting: quantized checkpoints are not supported");
   }
   ASSIGN_OR_RETURN(std::string act, f.String("hidden_act", "silu"));
-  if (act != "silu")
+  if (act != "silu") {
     return f.Invalid("hidden_act", absl::StrFormat("has unsupported value '%s' (only silu)", act));
+  }
 
   ASSIGN_OR_RETURN(out.vocab_size, f.Positive("vocab_size"));
   ASSIGN_OR_RETURN(out.hidden_size, f.Positive("hidden_size"));

@@ -88,8 +88,9 @@ absl::StatusOr<std::shared_ptr<Buffer>> MapFile(const std::string& path) {
   void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);  // the mapping keeps the file alive
-  if (data == MAP_FAILED)
+  if (data == MAP_FAILED) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": mmap failed: ", std::strerror(err)));
+  }
   return std::make_shared<Buffer>(data, size, Device::kCpu, [size](void* p) { ::munmap(p, size); });
 }
 
@@ -100,8 +101,9 @@ absl::StatusOr<json> ParseHeader(const std::string& path, const char* begin, con
   std::string duplicate;
   json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key && parsed.is_string()) {
-      if (++seen[parsed.get<std::string>()] == 2 && duplicate.empty())
+      if (++seen[parsed.get<std::string>()] == 2 && duplicate.empty()) {
         duplicate = parsed.get<std::string>();
+      }
     }
     return true;
   };
@@ -126,26 +128,30 @@ struct Entry {
 // Validates one header entry against the data section of `data_bytes` bytes.
 absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& name,
                                  const json& value, uint64_t data_bytes) {
-  if (!value.is_object())
+  if (!value.is_object()) {
     return TensorError(path, name,
                        absl::StrCat("entry must be an object, got ", DescribeJson(value)));
+  }
   Entry entry;
   entry.name = name;
   for (const char* key : {"dtype", "shape", "data_offsets"}) {
-    if (!value.contains(key))
+    if (!value.contains(key)) {
       return TensorError(path, name, absl::StrCat("missing field '", key, "'"));
+    }
   }
 
   const json& dtype = value["dtype"];
-  if (!dtype.is_string())
+  if (!dtype.is_string()) {
     return TensorError(path, name,
                        absl::StrCat("dtype must be a string, got ", DescribeJson(dtype)));
+  }
   const DTypeEntry* known = nullptr;
   for (const DTypeEntry& e : kDTypes) {
     if (e.name == dtype.get<std::string>()) known = &e;
   }
-  if (known == nullptr)
+  if (known == nullptr) {
     return TensorError(path, name, absl::StrCat("unknown dtype ", DescribeJson(dtype)));
+  }
   if (!known->dtype) {
     return TensorError(path, name,
                        absl::StrCat("unsupported dtype ", std::string(known->name),
@@ -155,8 +161,9 @@ absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& nam
   const uint64_t element_bytes = DTypeSize(entry.dtype);
 
   const json& shape = value["shape"];
-  if (!shape.is_array())
+  if (!shape.is_array()) {
     return TensorError(path, name, absl::StrCat("shape must be a list, got ", DescribeJson(shape)));
+  }
   uint64_t numel = 1;
   for (const json& dim : shape) {
     if (dim.is_number_integer() && !dim.is_number_unsigned()) {
@@ -394,16 +401,18 @@ std::vector<std::string> Checkpoint::Names() const {
 
 absl::StatusOr<Tensor> Checkpoint::LoadRaw(std::string_view name) {
   const TensorInfo* info = Find(name);
-  if (info == nullptr)
+  if (info == nullptr) {
     return absl::NotFoundError(absl::StrCat("missing tensor ", std::string(name), " in ", source_));
+  }
   used_[info->name] = true;
   return Tensor::FromBuffer(files_[info->file_index], info->data_offset, info->dtype, info->shape);
 }
 
 absl::StatusOr<Tensor> Checkpoint::Load(std::string_view name, const Shape& expected_shape) {
   const TensorInfo* info = Find(name);
-  if (info == nullptr)
+  if (info == nullptr) {
     return absl::NotFoundError(absl::StrCat("missing tensor ", std::string(name), " in ", source_));
+  }
   const std::string& path = paths_[info->file_index];
   if (info->shape != expected_shape) {
     return absl::InvalidArgumentError(absl::StrFormat("tensor %s has shape %s, expected %s (in %s)",

@@ -1,9 +1,9 @@
 // Block allocation and the block-table to slot arithmetic.
 #include "worker/kv_cache.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
+
+#include <set>
 
 namespace lattice {
 namespace {

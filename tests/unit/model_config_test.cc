@@ -528,11 +528,13 @@ TEST(ModelConfigTest, ParsesEveryFixture) {
 
   c = load("mistral_swa_bf16");
   EXPECT_EQ(c.architecture, Architecture::kMistral);
-  EXPECT_EQ(c.sliding_window, (std::vector<int32_t>{8, 8}));
+  EXPECT_EQ(c.sliding_window, std::vector<int32_t>(c.num_hidden_layers, 8));
 
   c = load("qwen2_tied_swa_f16");
   EXPECT_EQ(c.architecture, Architecture::kQwen2);
-  EXPECT_EQ(c.sliding_window, (std::vector<int32_t>{0, 8}));
+  std::vector<int32_t> windows(c.num_hidden_layers, 8);
+  windows[0] = 0;  // max_window_layers 1
+  EXPECT_EQ(c.sliding_window, windows);
   EXPECT_TRUE(c.tie_word_embeddings && c.qkv_bias);
   EXPECT_EQ(c.dtype, DType::kF16);
 
@@ -551,7 +553,9 @@ TEST(ModelConfigTest, ParsesEveryFixture) {
   EXPECT_EQ(c.head_dim, 16);  // "head_dim": null
 
   c = load("qwen2moe_shared_bf16");
-  EXPECT_EQ(c.layer_is_moe, (std::vector<bool>{true, false, true}));
+  std::vector<bool> moe(c.num_hidden_layers, true);
+  moe[1] = false;  // mlp_only_layers [1]
+  EXPECT_EQ(c.layer_is_moe, moe);
   EXPECT_EQ(c.moe_intermediate_size, 48);
   EXPECT_EQ(c.shared_expert_intermediate_size, 96);
   EXPECT_EQ(c.intermediate_size, 80);
@@ -561,7 +565,7 @@ TEST(ModelConfigTest, ParsesEveryFixture) {
   EXPECT_EQ(c.num_experts, 8);
   EXPECT_TRUE(c.norm_topk_prob);
   EXPECT_EQ(c.moe_intermediate_size, 32);
-  EXPECT_EQ(c.layer_is_moe, (std::vector<bool>{true, true}));
+  EXPECT_EQ(c.layer_is_moe, std::vector<bool>(c.num_hidden_layers, true));
 }
 
 struct BadConfig {

@@ -2,10 +2,10 @@
 // backend, gives one rank's tokens and logprobs: TP (heads, KV replication, vocab
 // padding, MLP and expert slices), PP (stages, micro-batches in flight), EP (experts
 // over ranks, all-to-all dispatch) and DP attention (per-rank batches and KV).
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "parallel/rank_layout.h"
 #include "worker/distributed_engine.h"
@@ -24,7 +24,8 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
   std::vector<GenerationRequest> requests;
   for (int n : {5, 19, 33, 2, 12}) {
     GenerationRequest r;
-    for (int i = 0; i < n; ++i) r.prompt_ids.push_back(static_cast<int32_t>(3 + (i * 53 + n * 7) % (vocab - 3)));
+    for (int i = 0; i < n; ++i)
+      r.prompt_ids.push_back(static_cast<int32_t>(3 + (i * 53 + n * 7) % (vocab - 3)));
     r.max_tokens = 7;
     r.ignore_eos = true;
     r.num_logprobs = 5;
@@ -46,10 +47,10 @@ struct ThreadGroups {
 
   explicit ThreadGroups(const RankLayout& layout) : ranks(layout.world_size()) {
     Assign({[&] {
-              std::vector<int> all(layout.world_size());
-              for (int r = 0; r < layout.world_size(); ++r) all[r] = r;
-              return std::vector<std::vector<int>>{all};
-            }()},
+             std::vector<int> all(layout.world_size());
+             for (int r = 0; r < layout.world_size(); ++r) all[r] = r;
+             return std::vector<std::vector<int>>{all};
+           }()},
            &RankComms::world);
     Assign(layout.TpGroups(), &RankComms::tp);
     Assign(layout.PpGroups(), &RankComms::pp);
@@ -58,7 +59,8 @@ struct ThreadGroups {
 
   void Assign(const std::vector<std::vector<int>>& groups, Communicator* RankComms::*member) {
     for (const std::vector<int>& group : groups) {
-      std::vector<std::unique_ptr<Communicator>> comms = MakeThreadCommunicators(static_cast<int>(group.size()));
+      std::vector<std::unique_ptr<Communicator>> comms =
+          MakeThreadCommunicators(static_cast<int>(group.size()));
       for (size_t i = 0; i < group.size(); ++i) {
         ranks[group[i]].*member = comms[i].get();
         owned.push_back(std::move(comms[i]));
@@ -72,8 +74,9 @@ struct LayoutRun {
   std::vector<std::vector<TraceEvent>> traces;  // per rank
 };
 
-LayoutRun RunLayout(const std::string& dir, const ModelConfig& config, const ParallelConfig& parallel,
-                    const DistributedOptions& options, const std::vector<GenerationRequest>& requests) {
+LayoutRun RunLayout(const std::string& dir, const ModelConfig& config,
+                    const ParallelConfig& parallel, const DistributedOptions& options,
+                    const std::vector<GenerationRequest>& requests) {
   absl::StatusOr<RankLayout> layout = RankLayout::Create(parallel.world_size(), parallel);
   EXPECT_TRUE(layout.ok()) << layout.status();
   EXPECT_TRUE(ValidateLayoutForModel(config, parallel, options.pp_layers).ok());
@@ -90,7 +93,8 @@ LayoutRun RunLayout(const std::string& dir, const ModelConfig& config, const Par
   std::vector<std::thread> followers;
   for (int r = 1; r < layout->world_size(); ++r) {
     followers.emplace_back([&, r] {
-      EXPECT_TRUE(RunFollower(*models[r], *layout, r, groups.ranks[r], options, &run.traces[r]).ok());
+      EXPECT_TRUE(
+          RunFollower(*models[r], *layout, r, groups.ranks[r], options, &run.traces[r]).ok());
     });
   }
   absl::StatusOr<DriverResult> driven =
@@ -101,8 +105,8 @@ LayoutRun RunLayout(const std::string& dir, const ModelConfig& config, const Par
   return run;
 }
 
-void ExpectSameAsOneRank(const std::vector<GenerationResult>& want, const std::vector<GenerationResult>& got,
-                         const std::string& what) {
+void ExpectSameAsOneRank(const std::vector<GenerationResult>& want,
+                         const std::vector<GenerationResult>& got, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < want.size(); ++i) {
     ASSERT_EQ(got[i].output_ids, want[i].output_ids) << what << " request " << i;
@@ -157,8 +161,9 @@ TEST_P(ParallelModelTest, EveryLayoutMatchesOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParallelModelTest,
-                         ::testing::Values("llama_gqa_f32", "llama_mqa_tied_bf16", "llama_linear_headdim_f32",
-                                           "llama_dynamic_f32", "mistral_swa_bf16", "qwen2_tied_swa_f16",
+                         ::testing::Values("llama_gqa_f32", "llama_mqa_tied_bf16",
+                                           "llama_linear_headdim_f32", "llama_dynamic_f32",
+                                           "mistral_swa_bf16", "qwen2_tied_swa_f16",
                                            "qwen3_yarn_bf16", "mixtral_f32", "qwen2moe_shared_bf16",
                                            "qwen3moe_sharded_f32"),
                          [](const auto& info) { return info.param; });

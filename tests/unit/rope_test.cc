@@ -1,10 +1,10 @@
 // Rotary frequencies per scaling type: the properties each type promises.
 #include "kernels/rope.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <numbers>
-
-#include <gtest/gtest.h>
 
 namespace lattice {
 namespace {
@@ -29,13 +29,15 @@ TEST(Rope, DefaultIsInverseThetaPowers) {
     const RopeFrequencies f = ComputeRopeFrequencies(Base("default", dim), 0);
     ASSERT_EQ(f.inv_freq.size(), static_cast<size_t>(dim / 2));
     EXPECT_EQ(f.attention_scale, 1.0f);
-    for (int64_t j = 0; j < dim / 2; ++j) EXPECT_NEAR(f.inv_freq[j], Default(j, dim), 1e-6 * Default(j, dim));
+    for (int64_t j = 0; j < dim / 2; ++j)
+      EXPECT_NEAR(f.inv_freq[j], Default(j, dim), 1e-6 * Default(j, dim));
   }
 }
 
 TEST(Rope, LinearDividesByFactor) {
   const RopeFrequencies f = ComputeRopeFrequencies(Base("linear"), 0);
-  for (int64_t j = 0; j < 32; ++j) EXPECT_NEAR(f.inv_freq[j], Default(j, 64) / 4.0, 1e-6 * Default(j, 64));
+  for (int64_t j = 0; j < 32; ++j)
+    EXPECT_NEAR(f.inv_freq[j], Default(j, 64) / 4.0, 1e-6 * Default(j, 64));
 }
 
 TEST(Rope, DynamicGrowsTheBaseOnlyPastMaxPositions) {

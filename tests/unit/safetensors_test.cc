@@ -90,8 +90,9 @@ std::vector<float> Values(const Tensor& t) {
 void ExpectError(const absl::Status& status, absl::StatusCode code,
                  const std::vector<std::string>& substrings) {
   EXPECT_EQ(status.code(), code) << status;
-  for (const std::string& s : substrings)
+  for (const std::string& s : substrings) {
     EXPECT_NE(status.message().find(s), std::string::npos) << status;
+  }
 }
 
 // Exactly representable in bf16 and f16, so the round trip is exact.
@@ -153,22 +154,19 @@ TEST(SafetensorsTest, LoadRawIsAZeroCopyViewThatOutlivesTheCheckpoint) {
 TEST(SafetensorsTest, MisalignedDataAndEmptyTensorsLoad) {
   const std::string dir = NewDir();
   const std::string path = dir + "/model.safetensors";
-  // align 1: the header length is whatever it is, so the data may start on an odd byte.
-  std::string bytes = Serialize({{"x", "F32", {6}, F32Bytes(kValues)},
-                                 {"empty", "F32", {0, 4}, ""},
-                                 {"scalar", "F16", {}, F16Bytes({-2.0f})},
-                                 {"y", "BF16", {6}, Bf16Bytes(kValues)}},
-                                nullptr, 1);
-  uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  if (n % 2 == 0)
+  // align 1: no padding, and metadata grown until the header length is odd, so the
+  // data section starts on an odd byte.
+  std::string bytes;
+  for (std::string pad;; pad += 'x') {
     bytes = Serialize({{"x", "F32", {6}, F32Bytes(kValues)},
                        {"empty", "F32", {0, 4}, ""},
                        {"scalar", "F16", {}, F16Bytes({-2.0f})},
                        {"y", "BF16", {6}, Bf16Bytes(kValues)}},
-                      {{"k", "v"}}, 1);
-  std::memcpy(&n, bytes.data(), 8);
-  ASSERT_EQ(n % 2, 1u) << "the test wants an odd header length";
+                      {{"pad", pad}}, 1);
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    if (n % 2 == 1) break;
+  }
   WriteBytes(path, bytes);
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::OpenFile(path);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
@@ -220,7 +218,7 @@ TEST(CheckpointTest, OpensAShardedIndex) {
   EXPECT_EQ(Values(*norm), (std::vector<float>{1.0f, 2.0f}));
 }
 
-// Every fixture checkpoint (single files and a 12-shard index, as transformers 5.17
+// Every fixture checkpoint (single files and a sharded index, as transformers 5.17
 // saves them) opens and every tensor loads at its stored shape.
 TEST(CheckpointTest, OpensEveryFixture) {
   const std::filesystem::path root =
@@ -241,7 +239,7 @@ TEST(CheckpointTest, OpensEveryFixture) {
     }
     EXPECT_TRUE((*ckpt)->Unused().empty());
     if (entry.path().filename() == "qwen3moe_sharded_f32") {
-      EXPECT_EQ(max_file, 11);
+      EXPECT_GT(max_file, 1);  // several shards
     }
     ++checked;
   }

@@ -1,10 +1,10 @@
 // Tensor views, slices and the exact 16-bit float conversions.
 #include "kernels/tensor.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace lattice {
 namespace {
@@ -38,8 +38,8 @@ TEST(DType, RoundsToNearestEven) {
   EXPECT_EQ(F16ToFloat(FloatToF16(1.0f + 0x1p-11f)), 1.0f);
   EXPECT_EQ(F16ToFloat(FloatToF16(65520.0f)), std::numeric_limits<float>::infinity());
   EXPECT_EQ(F16ToFloat(FloatToF16(65519.0f)), 65504.0f);
-  EXPECT_EQ(F16ToFloat(FloatToF16(0x1p-25f)), 0.0f);            // tie: to even (0)
-  EXPECT_EQ(F16ToFloat(FloatToF16(0x1.8p-25f)), 0x1p-24f);      // above the tie
+  EXPECT_EQ(F16ToFloat(FloatToF16(0x1p-25f)), 0.0f);              // tie: to even (0)
+  EXPECT_EQ(F16ToFloat(FloatToF16(0x1.8p-25f)), 0x1p-24f);        // above the tie
   EXPECT_EQ(F16ToFloat(FloatToF16(3 * 0x1p-25f)), 2 * 0x1p-24f);  // 1.5 units: to even (2)
 }
 
