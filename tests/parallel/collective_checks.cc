@@ -41,7 +41,7 @@ class Checker {
       const double got =
           host.dtype() == DType::kI32 ? host.data<int32_t>()[i] : host.data<float>()[i];
       if (got != want(i)) {
-        Fail(absl::StrCat(what, " ", DTypeName(t.dtype()), ShapeToString(t.shape()), ": element ", i,
+        Fail(absl::StrCat(what, " ", std::string(DTypeName(t.dtype())), ShapeToString(t.shape()), ": element ", i,
                           " = ", got, ", want ", want(i)));
         return;
       }
@@ -49,7 +49,7 @@ class Checker {
   }
 
   void Fail(const std::string& message) {
-    failures_.push_back(absl::StrCat("[", comm_.backend(), " rank ", r_, "/", n_, "] ", message));
+    failures_.push_back(absl::StrCat("[", std::string(comm_.backend()), " rank ", r_, "/", n_, "] ", message));
   }
 
   void AllReduces() {
