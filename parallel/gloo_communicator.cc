@@ -4,9 +4,7 @@
 // tag, so a receiver checks the size before any byte lands in its tensor.
 #include "parallel/gloo_communicator.h"
 
-#include <cstdio>
 #include <cstring>
-#include <deque>
 
 #include "absl/strings/str_cat.h"
 #include "gloo/allgather.h"
@@ -21,6 +19,7 @@
 #include "gloo/transport/unbound_buffer.h"
 #include "gloo/types.h"
 #include "parallel/comm_util.h"
+#include "parallel/gloo_send_queue.h"
 
 namespace lattice {
 namespace {
@@ -58,31 +57,14 @@ class GroupStore final : public gloo::rendezvous::Store {
   const std::chrono::milliseconds timeout_;
 };
 
-// A copy on its way to a receiver that may not have asked for it yet.
-struct PendingSend {
-  uint64_t header[2];
-  std::vector<char> data;
-  int dst = 0;
-  std::unique_ptr<gloo::transport::UnboundBuffer> header_buffer;
-  std::unique_ptr<gloo::transport::UnboundBuffer> data_buffer;
-};
-
 class GlooCommunicator final : public Communicator {
  public:
   GlooCommunicator(std::shared_ptr<gloo::rendezvous::Context> context, std::string name,
                    const GlooOptions& options)
-      : context_(std::move(context)), name_(std::move(name)), options_(options) {}
-
-  ~GlooCommunicator() override {
-    // Let queued sends reach receivers that are still coming; report the ones that
-    // never do rather than aborting in a destructor.
-    try {
-      while (!pending_.empty()) WaitOldestSend();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "gloo group '%s' rank %d: %zu sends never received: %s\n",
-                   name_.c_str(), rank(), pending_.size(), e.what());
-    }
-  }
+      : context_(std::move(context)),
+        name_(std::move(name)),
+        options_(options),
+        send_queue_(name_, context_->rank, options.max_pending_send_bytes, options.timeout) {}
 
   int rank() const override { return context_->rank; }
   int size() const override { return context_->size; }
@@ -158,22 +140,20 @@ class GlooCommunicator final : public Communicator {
       mailbox_.Push(tensor, tag);
       return;
     }
+    auto send = std::make_unique<PendingSend>();
+    send->header[0] = kHeaderMagic;
+    send->header[1] = tensor.nbytes();
+    const char* data = static_cast<const char*>(tensor.raw_data());
+    send->data.assign(data, data + tensor.nbytes());
     Run("Send", [&] {
-      while (static_cast<int>(pending_.size()) >= options_.max_pending_sends) WaitOldestSend();
-      auto send = std::make_unique<PendingSend>();
-      send->header[0] = kHeaderMagic;
-      send->header[1] = tensor.nbytes();
-      send->dst = dst;
       send->header_buffer = context_->createUnboundBuffer(send->header, sizeof(send->header));
       send->header_buffer->send(dst, gloo::Slot::build(kHeaderSlotPrefix, tag));
-      if (tensor.nbytes() > 0) {
-        const char* data = static_cast<const char*>(tensor.raw_data());
-        send->data.assign(data, data + tensor.nbytes());
+      if (!send->data.empty()) {
         send->data_buffer = context_->createUnboundBuffer(send->data.data(), send->data.size());
         send->data_buffer->send(dst, gloo::Slot::build(kDataSlotPrefix, tag));
       }
-      pending_.push_back(std::move(send));
     });
+    send_queue_.Push(std::move(send));
   }
 
   void Recv(Tensor& tensor, int src, int tag) override {
@@ -238,13 +218,6 @@ class GlooCommunicator final : public Communicator {
 
   uint32_t NextTag() { return next_tag_++; }
 
-  void WaitOldestSend() {
-    PendingSend& send = *pending_.front();
-    send.header_buffer->waitSend(options_.timeout);
-    if (send.data_buffer) send.data_buffer->waitSend(options_.timeout);
-    pending_.pop_front();
-  }
-
   // gloo reports failures (a peer gone, a timeout) by throwing; a failed peer is fatal.
   template <typename F>
   void Run(const char* op, F&& f) {
@@ -260,8 +233,8 @@ class GlooCommunicator final : public Communicator {
   const std::string name_;
   const GlooOptions options_;
   uint32_t next_tag_ = 0;
-  std::deque<std::unique_ptr<PendingSend>> pending_;
   SelfMailbox mailbox_;
+  GlooSendQueue send_queue_;  // declared last: drained before the context goes
 };
 
 }  // namespace
@@ -283,10 +256,6 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(
   if (group_size < 1 || rank_in_group < 0 || rank_in_group >= group_size) {
     return absl::InvalidArgumentError(absl::StrCat("gloo group '", group_name, "': rank ",
                                                    rank_in_group, " of ", group_size));
-  }
-  if (options.max_pending_sends < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("GlooOptions.max_pending_sends must be >= 1, got ", options.max_pending_sends));
   }
   if (group_size == 1) return MakeSoloCommunicator();
   std::shared_ptr<gloo::transport::Device> device = options.device;

@@ -6,11 +6,14 @@
 // creates only the groups it belongs to, and all ranks create them in the same order.
 //
 // Collectives are gloo's algorithms (ring all-reduce: every element is reduced on one
-// rank and copied to the others, so all ranks get bit-identical results). Send copies
-// the tensor and returns at once; gloo moves the bytes when the receiver posts the
-// matching Recv (gloo's TCP transport is rendezvous-based: a send completes only once
-// the peer has asked for it). Up to GlooOptions::max_pending_sends copies wait for
-// their receivers; past that Send blocks until the oldest is received.
+// rank and copied to the others, so all ranks get bit-identical results, though not
+// the same bits as the thread backend's rank-order sum).
+//
+// Send copies the tensor and returns at once: gloo's TCP transport moves a message only
+// after the receiver posts the matching Recv, so the copy waits in a queue whose thread
+// frees it once received (gloo_send_queue.h). Sends block only while more than
+// GlooOptions::max_pending_send_bytes of copies are unreceived. Recv blocks until the
+// message arrives (or the timeout: fatal) and aborts when its byte size differs.
 #pragma once
 
 #include <chrono>
@@ -34,8 +37,9 @@ struct GlooOptions {
   std::string hostname = "127.0.0.1";
   // Bounds connecting and every operation; a peer silent for this long is fatal.
   std::chrono::milliseconds timeout{300'000};
-  // Sends not yet received that may be outstanding before Send blocks.
-  int max_pending_sends = 64;
+  // Bytes of sent-but-unreceived copies held before Send blocks (one larger message
+  // always passes).
+  size_t max_pending_send_bytes = size_t{1} << 30;
   // A transport device (one epoll thread) shared by several groups; made when null.
   std::shared_ptr<gloo::transport::Device> device;
 };

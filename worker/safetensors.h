@@ -23,6 +23,8 @@ struct TensorInfo {
   size_t data_offset = 0;  // byte offset from the start of the file
 };
 
+// Not thread-safe: one loading thread owns a Checkpoint. Tensors it returns keep
+// their file mapped after the Checkpoint is gone.
 class Checkpoint {
  public:
   // Opens `dir`: model.safetensors.index.json if present (every shard it names),
@@ -40,6 +42,8 @@ class Checkpoint {
   // `expected_shape` or its dtype is not a float type. Marks the tensor used.
   absl::StatusOr<Tensor> Load(std::string_view name, const Shape& expected_shape);
   // A zero-copy view of the mapped bytes in the stored dtype. Marks the tensor used.
+  // The view is misaligned for its dtype when a file's header length is not a
+  // multiple of the element size (writers pad it to 8); Load copies such data first.
   absl::StatusOr<Tensor> LoadRaw(std::string_view name);
   // Marks a tensor used without loading it (e.g. a tied lm_head.weight).
   void MarkUsed(std::string_view name);

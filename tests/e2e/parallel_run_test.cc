@@ -2,6 +2,11 @@
 // by `lattice run` itself (gloo over loopback) and by mpirun, gives one rank's greedy
 // tokens and top-5 logprobs within 1e-4; the pipeline overlaps micro-batches; a bad
 // layout is an error before any weight loads.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +151,51 @@ TEST(ParallelRun, PipelineStagesOverlapMicroBatches) {
     if (stages[0][s + 1]["begin_ns"].get<int64_t>() < stages[1][s]["end_ns"].get<int64_t>()) ++overlaps;
   }
   EXPECT_GT(overlaps, 0);
+}
+
+// A free loopback port (bound and released: good enough for a test).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(ParallelRun, AnyLauncherThatSetsRankAndWorldSize) {
+  const fs::path model = FixturesDir() / "qwen3moe_sharded_f32";
+  const RunOutput one = RunLattice({}, model, {});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  // torchrun-style variables, then Kubernetes LeaderWorkerSet's.
+  for (const bool lws : {false, true}) {
+    const std::string port = std::to_string(FreePort());
+    auto env = [&](int rank) -> testing::EnvOverrides {
+      if (lws) {
+        return {"LWS_WORKER_INDEX=" + std::to_string(rank), "LWS_GROUP_SIZE=2", "LWS_LEADER_ADDRESS=127.0.0.1",
+                "LATTICE_STORE_PORT=" + port};
+      }
+      return {"RANK=" + std::to_string(rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port};
+    };
+    std::vector<std::string> argv = {LATTICE_BINARY, "run", "--model", model.string(), "--max-tokens", "10",
+                                     "--logprobs", "5", "--ignore-eos", "--json", "--tp", "2"};
+    const json expected = ReadJson(model / "expected.json");
+    for (const json& p : expected["prompts"]) {
+      argv.push_back("--prompt-ids");
+      argv.push_back(absl::StrJoin(p["prompt_ids"].get<std::vector<int>>(), ","));
+    }
+    const int follower = testing::StartProcess(argv, env(1));
+    const testing::ProcessResult leader = testing::RunProcess(argv, env(0));
+    EXPECT_EQ(testing::WaitProcess(follower, 60), 0) << leader.err;
+    ASSERT_EQ(leader.exit_code, 0) << leader.err;
+    std::vector<json> results;
+    std::istringstream lines(leader.out);
+    for (std::string line; std::getline(lines, line);) results.push_back(json::parse(line));
+    ExpectSame(one.results, results, lws ? "LeaderWorkerSet" : "RANK/WORLD_SIZE");
+  }
 }
 
 TEST(ParallelRun, BadLayoutIsAnErrorBeforeAnyWeightLoads) {

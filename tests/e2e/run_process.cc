@@ -1,7 +1,9 @@
 // Child processes for end-to-end tests: fork, exec, pipes read until EOF.
 #include "tests/e2e/run_process.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,7 +11,45 @@
 
 namespace lattice::testing {
 
-ProcessResult RunProcess(const std::vector<std::string>& argv) {
+namespace {
+
+[[noreturn]] void Exec(const std::vector<std::string>& argv, const EnvOverrides& env) {
+  for (const std::string& entry : env) putenv(const_cast<char*>(entry.c_str()));
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
+int ExitCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+}  // namespace
+
+int StartProcess(const std::vector<std::string>& argv, const EnvOverrides& env) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    Exec(argv, env);
+  }
+  return pid;
+}
+
+int WaitProcess(int pid, int timeout_s) {
+  for (int waited_ms = 0; waited_ms < timeout_s * 1000; waited_ms += 10) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return ExitCode(status);
+    usleep(10 * 1000);
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+ProcessResult RunProcess(const std::vector<std::string>& argv, const EnvOverrides& env) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) std::abort();
   const pid_t pid = fork();
@@ -18,11 +58,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv) {
     dup2(err_pipe[1], STDERR_FILENO);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
+    Exec(argv, env);
   }
   close(out_pipe[1]);
   close(err_pipe[1]);
@@ -47,7 +83,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv) {
   }
   int status = 0;
   waitpid(pid, &status, 0);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.exit_code = ExitCode(status);
   return result;
 }
 

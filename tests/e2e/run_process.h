@@ -12,7 +12,15 @@ struct ProcessResult {
   std::string err;
 };
 
+// "NAME=value" entries added to (or replacing in) the child's environment.
+using EnvOverrides = std::vector<std::string>;
+
 // Runs argv[0] with the arguments (no shell), waits, and returns what it printed.
-ProcessResult RunProcess(const std::vector<std::string>& argv);
+ProcessResult RunProcess(const std::vector<std::string>& argv, const EnvOverrides& env = {});
+
+// Starts argv[0] in the background with its output discarded; returns its pid.
+int StartProcess(const std::vector<std::string>& argv, const EnvOverrides& env = {});
+// Waits for a started process (at most `timeout_s`, then kills it); returns its exit code.
+int WaitProcess(int pid, int timeout_s);
 
 }  // namespace lattice::testing

@@ -43,7 +43,7 @@ TEST_P(ParallelGlooCommSizes, EveryCheckInRealProcesses) {
   ExpectAllOk(RunChildren(children, milliseconds(90'000)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, ParallelGlooCommSizes, ::testing::Values(2, 3, 4, 8));
+INSTANTIATE_TEST_SUITE_P(Parallel, ParallelGlooCommSizes, ::testing::Values(2, 3, 4, 8));
 
 TEST(ParallelGlooComm, WholeLayoutOfProcessGroups) {
   // 8 processes: tp2 pp2 dp2 with ep over each stage's 4 ranks; then tp1 pp4 dp2.

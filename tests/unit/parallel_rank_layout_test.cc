@@ -30,7 +30,9 @@ void ExpectPartition(const std::vector<std::vector<int>>& groups, int world, siz
   for (size_t g = 0; g < groups.size(); ++g) {
     ASSERT_EQ(groups[g].size(), size) << what;
     ASSERT_TRUE(std::is_sorted(groups[g].begin(), groups[g].end())) << what;
-    if (g > 0) ASSERT_LT(groups[g - 1].front(), groups[g].front()) << what;
+    if (g > 0) {
+      ASSERT_LT(groups[g - 1].front(), groups[g].front()) << what;
+    }
     for (int r : groups[g]) ++seen[r];
   }
   for (int r = 0; r < world; ++r) ASSERT_EQ(seen[r], 1) << what << " rank " << r;

@@ -46,7 +46,7 @@ TEST_P(ParallelThreadCommSizes, EveryCheck) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, ParallelThreadCommSizes, ::testing::Values(1, 2, 3, 4, 8));
+INSTANTIATE_TEST_SUITE_P(Parallel, ParallelThreadCommSizes, ::testing::Values(1, 2, 3, 4, 8));
 
 TEST(ParallelThreadComm, BarrierHoldsEveryoneUntilAllArrive) {
   constexpr int kSize = 4, kRounds = 50;
