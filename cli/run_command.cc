@@ -230,9 +230,13 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
         TcpStoreServer::Start({.bind_address = "127.0.0.1", .port = 0});
     if (!server.ok()) return Fail(server.status());
-    launch = LaunchInfo{.rank = 0, .world_size = parallel.world_size(), .store_host = "127.0.0.1",
-                        .store_port = (*server)->port(), .source = "lattice run"};
-    launch->store_server = std::shared_ptr<TcpStoreServer>(std::move(*server));
+    LaunchInfo info;
+    info.world_size = parallel.world_size();
+    info.store_host = "127.0.0.1";
+    info.store_port = (*server)->port();
+    info.source = "lattice run";
+    info.store_server = std::shared_ptr<TcpStoreServer>(std::move(*server));
+    launch = std::move(info);
     absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
         LocalLauncher::Start(argv, parallel.world_size(), "127.0.0.1", launch->store_port);
     if (!started.ok()) return Fail(started.status());

@@ -48,7 +48,8 @@ absl::Status CheckRankAndSize(const char* rank_name, int rank, const char* size_
 
 absl::Status CheckPort(const char* name, int port) {
   if (port < 1 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(name, "=", port, " is not a port in [1, 65535]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, "=", port, " is not a port in [1, 65535]"));
   }
   return absl::OkStatus();
 }
@@ -61,9 +62,8 @@ bool UnderMpi() {
 // Starts rank 0's store on `port` when asked to; fills the info's store fields.
 absl::Status MaybeHostStore(const LaunchFlags& flags, int port, LaunchInfo& info) {
   if (!flags.host_store || info.rank != 0) return absl::OkStatus();
-  absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
-      TcpStoreServer::Start({.bind_address = flags.store_bind_address, .port = port,
-                             .max_connections = 4096});
+  absl::StatusOr<std::unique_ptr<TcpStoreServer>> server = TcpStoreServer::Start(
+      {.bind_address = flags.store_bind_address, .port = port, .max_connections = 4096});
   if (!server.ok()) return server.status();
   info.store_port = (*server)->port();
   info.store_server = *std::move(server);
@@ -104,13 +104,14 @@ absl::StatusOr<LaunchInfo> DiscoverMpi(const LaunchFlags& flags) {
       info.store_port = *flags.store_port;
     }
     const std::string text = status.ok() ? absl::StrCat(host, ":", info.store_port)
-                                          : absl::StrCat("!", status.ToString());
+                                         : absl::StrCat("!", status.ToString());
     std::strncpy(message, text.c_str(), sizeof(message) - 1);
   }
   MPI_Bcast(message, sizeof(message), MPI_CHAR, 0, MPI_COMM_WORLD);
   const std::string text(message);
   if (!text.empty() && text[0] == '!') {
-    return absl::UnavailableError(absl::StrCat("rank 0 could not set up the store: ", text.substr(1)));
+    return absl::UnavailableError(
+        absl::StrCat("rank 0 could not set up the store: ", text.substr(1)));
   }
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos || !absl::SimpleAtoi(text.substr(colon + 1), &info.store_port)) {
@@ -182,15 +183,18 @@ absl::Status ReadLocalRank(LaunchInfo& info) {
 
 absl::StatusOr<LaunchInfo> DiscoverFlags(const LaunchFlags& flags) {
   if (!flags.rank.has_value() || !flags.world_size.has_value()) {
-    return absl::InvalidArgumentError(flags.rank.has_value() ? "--rank is set but --world-size is not"
-                                                             : "--world-size is set but --rank is not");
+    return absl::InvalidArgumentError(flags.rank.has_value()
+                                          ? "--rank is set but --world-size is not"
+                                          : "--world-size is set but --rank is not");
   }
   LaunchInfo info = MakeInfo(*flags.rank, *flags.world_size, "flags");
-  if (absl::Status s = CheckRankAndSize("--rank", info.rank, "--world-size", info.world_size); !s.ok()) {
+  if (absl::Status s = CheckRankAndSize("--rank", info.rank, "--world-size", info.world_size);
+      !s.ok()) {
     return s;
   }
   if (absl::Status s = ReadLocalRank(info); !s.ok()) return s;
-  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, info); !s.ok()) {
+  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, info);
+      !s.ok()) {
     return s;
   }
   return info;
@@ -202,11 +206,13 @@ absl::StatusOr<LaunchInfo> DiscoverEnv(const LaunchFlags& flags) {
   absl::StatusOr<int> world_size = EnvInt("WORLD_SIZE");
   if (!world_size.ok()) return world_size.status();
   LaunchInfo info = MakeInfo(*rank, *world_size, "env");
-  if (absl::Status s = CheckRankAndSize("RANK", info.rank, "WORLD_SIZE", info.world_size); !s.ok()) {
+  if (absl::Status s = CheckRankAndSize("RANK", info.rank, "WORLD_SIZE", info.world_size);
+      !s.ok()) {
     return s;
   }
   if (absl::Status s = ReadLocalRank(info); !s.ok()) return s;
-  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, info); !s.ok()) {
+  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, info);
+      !s.ok()) {
     return s;
   }
   return info;
@@ -218,13 +224,14 @@ absl::StatusOr<LaunchInfo> DiscoverLws(const LaunchFlags& flags) {
   absl::StatusOr<int> world_size = EnvInt("LWS_GROUP_SIZE");
   if (!world_size.ok()) return world_size.status();
   LaunchInfo info = MakeInfo(*rank, *world_size, "lws");
-  if (absl::Status s = CheckRankAndSize("LWS_WORKER_INDEX", info.rank, "LWS_GROUP_SIZE", info.world_size);
+  if (absl::Status s =
+          CheckRankAndSize("LWS_WORKER_INDEX", info.rank, "LWS_GROUP_SIZE", info.world_size);
       !s.ok()) {
     return s;
   }
   info.local_rank = 0;  // one worker per pod
-  if (absl::Status s = ResolveStore(flags, "LWS_LEADER_ADDRESS", "LATTICE_STORE_PORT",
-                                    kDefaultStorePort, info);
+  if (absl::Status s =
+          ResolveStore(flags, "LWS_LEADER_ADDRESS", "LATTICE_STORE_PORT", kDefaultStorePort, info);
       !s.ok()) {
     return s;
   }
@@ -237,7 +244,8 @@ absl::StatusOr<LaunchInfo> DiscoverLaunch(const LaunchFlags& flags) {
   if (UnderMpi()) return DiscoverMpi(flags);
   if (flags.rank.has_value() || flags.world_size.has_value()) return DiscoverFlags(flags);
   if (Env("RANK") != nullptr || Env("WORLD_SIZE") != nullptr) return DiscoverEnv(flags);
-  if (Env("LWS_WORKER_INDEX") != nullptr || Env("LWS_GROUP_SIZE") != nullptr) return DiscoverLws(flags);
+  if (Env("LWS_WORKER_INDEX") != nullptr || Env("LWS_GROUP_SIZE") != nullptr)
+    return DiscoverLws(flags);
   LaunchInfo info = MakeInfo(0, 1, "single");
   if (absl::Status s = ResolveStore(flags, nullptr, nullptr, std::nullopt, info); !s.ok()) return s;
   return info;

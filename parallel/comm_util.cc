@@ -37,27 +37,27 @@ bool SameTrailing(const Tensor& a, const Tensor& b) {
 
 void CheckAllGather(const Tensor& in, const Tensor& out, int size) {
   LATTICE_CHECK_MSG(in.defined() && out.defined(), "AllGather: undefined tensor");
-  LATTICE_CHECK_MSG(in.dtype() == out.dtype() && SameTrailing(in, out) &&
-                        out.dim(0) == size * in.dim(0),
-                    "AllGather over %d ranks: in %s, out %s (want out [%d * in.dim(0), ...])",
-                    size, in.DebugString().c_str(), out.DebugString().c_str(), size);
+  LATTICE_CHECK_MSG(
+      in.dtype() == out.dtype() && SameTrailing(in, out) && out.dim(0) == size * in.dim(0),
+      "AllGather over %d ranks: in %s, out %s (want out [%d * in.dim(0), ...])", size,
+      in.DebugString().c_str(), out.DebugString().c_str(), size);
 }
 
 void CheckReduceScatter(const Tensor& in, const Tensor& out, int size) {
   LATTICE_CHECK_MSG(in.defined() && out.defined(), "ReduceScatter: undefined tensor");
-  LATTICE_CHECK_MSG(in.dtype() == out.dtype() && SameTrailing(in, out) &&
-                        in.dim(0) == size * out.dim(0),
-                    "ReduceScatter over %d ranks: in %s, out %s (want in [%d * out.dim(0), ...])",
-                    size, in.DebugString().c_str(), out.DebugString().c_str(), size);
+  LATTICE_CHECK_MSG(
+      in.dtype() == out.dtype() && SameTrailing(in, out) && in.dim(0) == size * out.dim(0),
+      "ReduceScatter over %d ranks: in %s, out %s (want in [%d * out.dim(0), ...])", size,
+      in.DebugString().c_str(), out.DebugString().c_str(), size);
 }
 
 void CheckAllToAllV(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                     std::span<const int64_t> recv_counts, int size) {
   LATTICE_CHECK_MSG(in.defined() && out.defined(), "AllToAllV: undefined tensor");
-  LATTICE_CHECK_MSG(static_cast<int>(send_counts.size()) == size &&
-                        static_cast<int>(recv_counts.size()) == size,
-                    "AllToAllV over %d ranks: %zu send counts, %zu recv counts", size,
-                    send_counts.size(), recv_counts.size());
+  LATTICE_CHECK_MSG(
+      static_cast<int>(send_counts.size()) == size && static_cast<int>(recv_counts.size()) == size,
+      "AllToAllV over %d ranks: %zu send counts, %zu recv counts", size, send_counts.size(),
+      recv_counts.size());
   LATTICE_CHECK_MSG(in.dtype() == out.dtype() && SameTrailing(in, out),
                     "AllToAllV: in %s and out %s differ in dtype or row shape",
                     in.DebugString().c_str(), out.DebugString().c_str());
@@ -76,8 +76,7 @@ void CheckAllToAllV(const Tensor& in, std::span<const int64_t> send_counts, cons
 }
 
 void CheckPeer(int peer, int size, const char* op) {
-  LATTICE_CHECK_MSG(peer >= 0 && peer < size, "%s: peer %d outside a group of %d", op, peer,
-                    size);
+  LATTICE_CHECK_MSG(peer >= 0 && peer < size, "%s: peer %d outside a group of %d", op, peer, size);
 }
 
 namespace {
@@ -128,8 +127,8 @@ void SelfMailbox::Pop(Tensor& tensor, int tag, const char* backend) {
   std::vector<char> message = std::move(it->second.front());
   it->second.pop_front();
   LATTICE_CHECK_MSG(message.size() == tensor.nbytes(),
-                    "%s Recv from self, tag %d: message of %zu bytes into %s (%zu bytes)",
-                    backend, tag, message.size(), tensor.DebugString().c_str(), tensor.nbytes());
+                    "%s Recv from self, tag %d: message of %zu bytes into %s (%zu bytes)", backend,
+                    tag, message.size(), tensor.DebugString().c_str(), tensor.nbytes());
   std::memcpy(tensor.raw_data(), message.data(), message.size());
 }
 

@@ -239,23 +239,26 @@ class GlooCommunicator final : public Communicator {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<gloo::transport::Device>> MakeGlooDevice(const GlooOptions& options) {
+absl::StatusOr<std::shared_ptr<gloo::transport::Device>> MakeGlooDevice(
+    const GlooOptions& options) {
   gloo::transport::tcp::attr attr;
   attr.hostname = options.hostname;
   try {
     return gloo::transport::tcp::CreateDevice(attr);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("gloo cannot listen on '", options.hostname,
-                                               "': ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("gloo cannot listen on '", options.hostname, "': ", e.what()));
   }
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(
-    gloo::rendezvous::Store& store, const std::string& group_name, int rank_in_group,
-    int group_size, const GlooOptions& options) {
+absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(gloo::rendezvous::Store& store,
+                                                                   const std::string& group_name,
+                                                                   int rank_in_group,
+                                                                   int group_size,
+                                                                   const GlooOptions& options) {
   if (group_size < 1 || rank_in_group < 0 || rank_in_group >= group_size) {
-    return absl::InvalidArgumentError(absl::StrCat("gloo group '", group_name, "': rank ",
-                                                   rank_in_group, " of ", group_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gloo group '", group_name, "': rank ", rank_in_group, " of ", group_size));
   }
   if (group_size == 1) return MakeSoloCommunicator();
   std::shared_ptr<gloo::transport::Device> device = options.device;

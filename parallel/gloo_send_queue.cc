@@ -57,7 +57,8 @@ void GlooSendQueue::Reap() {
     PendingSend* oldest;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty() || abandoned_) return;
       oldest = queue_.front().get();
@@ -71,8 +72,8 @@ void GlooSendQueue::Reap() {
       absl::MutexLock lock(&mu_);
       // While the group shuts down, a peer that already left is no failure.
       if (stopping_) return;
-      LATTICE_CHECK_MSG(false, "gloo Send failed in group '%s' (rank %d): %s", name_.c_str(),
-                        rank_, e.what());
+      LATTICE_CHECK_MSG(false, "gloo Send failed in group '%s' (rank %d): %s", name_.c_str(), rank_,
+                        e.what());
     }
     if (!completed) return;  // aborted by the destructor
     absl::MutexLock lock(&mu_);

@@ -37,7 +37,8 @@ class GlooSendQueue {
  public:
   // `name` and `rank` label error messages; `drain_timeout` bounds how long the
   // destructor waits for receivers before giving up on their messages.
-  GlooSendQueue(std::string name, int rank, size_t max_bytes, std::chrono::milliseconds drain_timeout);
+  GlooSendQueue(std::string name, int rank, size_t max_bytes,
+                std::chrono::milliseconds drain_timeout);
   // Waits up to drain_timeout for the queue to empty, reports the messages nobody
   // received to stderr, and stops the reaper.
   ~GlooSendQueue();

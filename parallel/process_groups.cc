@@ -14,7 +14,8 @@ namespace {
 std::pair<int, int> Locate(const std::vector<std::vector<int>>& groups, int rank) {
   for (size_t g = 0; g < groups.size(); ++g) {
     auto it = std::find(groups[g].begin(), groups[g].end(), rank);
-    if (it != groups[g].end()) return {static_cast<int>(g), static_cast<int>(it - groups[g].begin())};
+    if (it != groups[g].end())
+      return {static_cast<int>(g), static_cast<int>(it - groups[g].begin())};
   }
   LATTICE_CHECK_MSG(false, "rank %d is in no group", rank);
   return {-1, -1};
@@ -39,8 +40,8 @@ absl::StatusOr<ProcessGroups> MakeProcessGroups(const RankLayout& layout, int ra
     std::unique_ptr<Communicator>* slot;
   };
   Kind kinds[] = {
-      {"world", {world}, &groups.world},           {"tp", layout.TpGroups(), &groups.tp},
-      {"pp", layout.PpGroups(), &groups.pp},       {"dp", layout.DpGroups(), &groups.dp},
+      {"world", {world}, &groups.world},     {"tp", layout.TpGroups(), &groups.tp},
+      {"pp", layout.PpGroups(), &groups.pp}, {"dp", layout.DpGroups(), &groups.dp},
       {"ep", layout.EpGroups(), &groups.ep},
   };
   for (Kind& kind : kinds) {
@@ -66,8 +67,7 @@ absl::StatusOr<ProcessGroups> MakeGlooProcessGroups(const RankLayout& layout, in
     shared.device = *std::move(device);
   }
   return MakeProcessGroups(
-      layout, rank,
-      [&](const std::string& name, const std::vector<int>& ranks, int rank_in_group) {
+      layout, rank, [&](const std::string& name, const std::vector<int>& ranks, int rank_in_group) {
         return MakeGlooCommunicator(store, name, rank_in_group, static_cast<int>(ranks.size()),
                                     shared);
       });
@@ -78,16 +78,17 @@ std::vector<ProcessGroups> MakeThreadProcessGroups(const RankLayout& layout) {
   std::map<std::string, std::vector<std::unique_ptr<Communicator>>> made;
   std::vector<ProcessGroups> all;
   for (int rank = 0; rank < layout.world_size(); ++rank) {
-    absl::StatusOr<ProcessGroups> groups = MakeProcessGroups(
-        layout, rank,
-        [&](const std::string& name, const std::vector<int>& ranks, int rank_in_group)
-            -> absl::StatusOr<std::unique_ptr<Communicator>> {
-          if (ranks.size() == 1) return MakeSoloCommunicator();
-          auto& comms = made[name];
-          if (comms.empty()) comms = MakeThreadCommunicators(static_cast<int>(ranks.size()));
-          LATTICE_CHECK(comms[rank_in_group] != nullptr);
-          return std::move(comms[rank_in_group]);
-        });
+    absl::StatusOr<ProcessGroups> groups =
+        MakeProcessGroups(layout, rank,
+                          [&](const std::string& name, const std::vector<int>& ranks,
+                              int rank_in_group) -> absl::StatusOr<std::unique_ptr<Communicator>> {
+                            if (ranks.size() == 1) return MakeSoloCommunicator();
+                            auto& comms = made[name];
+                            if (comms.empty())
+                              comms = MakeThreadCommunicators(static_cast<int>(ranks.size()));
+                            LATTICE_CHECK(comms[rank_in_group] != nullptr);
+                            return std::move(comms[rank_in_group]);
+                          });
     LATTICE_CHECK_MSG(groups.ok(), "%s", std::string(groups.status().message()).c_str());
     all.push_back(*std::move(groups));
   }

@@ -12,18 +12,21 @@ std::string ParallelConfig::ToString() const {
 }
 
 absl::StatusOr<RankLayout> RankLayout::Create(int world_size, const ParallelConfig& config) {
-  const std::pair<const char*, int> sizes[] = {
-      {"world size", world_size}, {"tp", config.tp}, {"pp", config.pp}, {"dp", config.dp},
-      {"ep", config.ep}};
+  const std::pair<const char*, int> sizes[] = {{"world size", world_size},
+                                               {"tp", config.tp},
+                                               {"pp", config.pp},
+                                               {"dp", config.dp},
+                                               {"ep", config.ep}};
   for (const auto& [name, value] : sizes) {
-    if (value < 1) return absl::InvalidArgumentError(absl::StrCat(name, " must be >= 1, got ", value));
+    if (value < 1)
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be >= 1, got ", value));
   }
   // Compare in 64 bits so that absurd sizes cannot overflow into a match.
   const int64_t product = int64_t{config.tp} * config.pp * config.dp;
   if (product != world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("world size ", world_size, " is not tp*pp*dp = ",
-                                                   config.tp, "*", config.pp, "*", config.dp, " = ",
-                                                   product));
+    return absl::InvalidArgumentError(absl::StrCat("world size ", world_size,
+                                                   " is not tp*pp*dp = ", config.tp, "*", config.pp,
+                                                   "*", config.dp, " = ", product));
   }
   const int stage_size = config.dp * config.tp;
   if (config.ep != 1 && config.ep != stage_size) {

@@ -96,14 +96,16 @@ TcpStoreClient::~TcpStoreClient() {
 }
 
 absl::StatusOr<std::string> TcpStoreClient::RoundTrip(const std::string& frame,
-                                                       std::chrono::milliseconds reply_wait) {
+                                                      std::chrono::milliseconds reply_wait) {
   absl::MutexLock lock(&mu_);
   if (fd_ < 0) {
-    return absl::UnavailableError(absl::StrCat("store connection to ", address_, " was lost earlier"));
+    return absl::UnavailableError(
+        absl::StrCat("store connection to ", address_, " was lost earlier"));
   }
   std::string reply;
   absl::Status status = store_wire::SendAll(fd_, frame);
-  if (status.ok()) status = store_wire::RecvFrame(fd_, Clock::now() + reply_wait + kReplyMargin, &reply);
+  if (status.ok())
+    status = store_wire::RecvFrame(fd_, Clock::now() + reply_wait + kReplyMargin, &reply);
   if (status.ok() && reply.empty()) status = absl::DataLossError("empty store reply");
   if (!status.ok()) {
     // The stream may hold half a reply: never reuse it.
@@ -123,10 +125,10 @@ absl::Status TcpStoreClient::TimeoutError(std::string_view reply_rest,
     missing.resize(n);
     for (std::string& key : missing) r.Bytes(&key, store_wire::kMaxKeyBytes);
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "store key", missing.size() == 1 ? " " : "s ", QuoteKeys(missing),
-      missing.size() == 1 ? " was" : " were", " not set within ", timeout.count(), " ms (store ",
-      address_, ")"));
+  return absl::DeadlineExceededError(
+      absl::StrCat("store key", missing.size() == 1 ? " " : "s ", QuoteKeys(missing),
+                   missing.size() == 1 ? " was" : " were", " not set within ", timeout.count(),
+                   " ms (store ", address_, ")"));
 }
 
 absl::Status TcpStoreClient::Set(const std::string& key, std::string_view value) {
@@ -135,8 +137,8 @@ absl::Status TcpStoreClient::Set(const std::string& key, std::string_view value)
                                                    key.size(), " bytes) or its value (",
                                                    value.size(), " bytes) exceeds the cap"));
   }
-  store_wire::Request request{.op = Op::kSet, .keys = {key}, .value = std::string(value),
-                              .timeout_ms = 0};
+  store_wire::Request request{
+      .op = Op::kSet, .keys = {key}, .value = std::string(value), .timeout_ms = 0};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), {});
   if (!reply.ok()) return reply.status();
   return absl::OkStatus();
@@ -149,14 +151,16 @@ absl::StatusOr<std::string> TcpStoreClient::Get(const std::string& key) {
 absl::StatusOr<std::string> TcpStoreClient::Get(const std::string& key,
                                                 std::chrono::milliseconds timeout) {
   if (key.size() > store_wire::kMaxKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("store key of ", key.size(), " bytes exceeds the cap"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("store key of ", key.size(), " bytes exceeds the cap"));
   }
   store_wire::Request request{
       .op = Op::kGet, .keys = {key}, .value = {}, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), timeout);
   if (!reply.ok()) return reply.status();
   const auto status = static_cast<store_wire::Status>((*reply)[0]);
-  if (status == store_wire::Status::kTimeout) return TimeoutError(std::string_view(*reply).substr(1), timeout);
+  if (status == store_wire::Status::kTimeout)
+    return TimeoutError(std::string_view(*reply).substr(1), timeout);
   store_wire::Reader r(std::string_view(*reply).substr(1));
   std::string value;
   if (status != store_wire::Status::kOk || !r.Bytes(&value, store_wire::kMaxValueBytes)) {
@@ -168,20 +172,23 @@ absl::StatusOr<std::string> TcpStoreClient::Get(const std::string& key,
 absl::Status TcpStoreClient::Wait(const std::vector<std::string>& keys,
                                   std::chrono::milliseconds timeout) {
   if (keys.size() > store_wire::kMaxKeys) {
-    return absl::InvalidArgumentError(absl::StrCat("waiting for ", keys.size(), " store keys exceeds the cap"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("waiting for ", keys.size(), " store keys exceeds the cap"));
   }
   store_wire::Request request{
       .op = Op::kWait, .keys = keys, .value = {}, .timeout_ms = store_wire::ToTimeoutMs(timeout)};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), timeout);
   if (!reply.ok()) return reply.status();
   const auto status = static_cast<store_wire::Status>((*reply)[0]);
-  if (status == store_wire::Status::kTimeout) return TimeoutError(std::string_view(*reply).substr(1), timeout);
+  if (status == store_wire::Status::kTimeout)
+    return TimeoutError(std::string_view(*reply).substr(1), timeout);
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> TcpStoreClient::Check(const std::vector<std::string>& keys) {
   if (keys.size() > store_wire::kMaxKeys) {
-    return absl::InvalidArgumentError(absl::StrCat("checking ", keys.size(), " store keys exceeds the cap"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checking ", keys.size(), " store keys exceeds the cap"));
   }
   store_wire::Request request{.op = Op::kCheck, .keys = keys, .value = {}, .timeout_ms = 0};
   absl::StatusOr<std::string> reply = RoundTrip(store_wire::EncodeRequest(request), {});

@@ -88,14 +88,15 @@ class TcpStoreServer::Loop {
   }
 
  private:
+  // Until the nearest parked deadline (rounded up), or forever when nothing is parked.
   int PollTimeoutMs() const {
-    int64_t timeout = -1;
     const auto now = Clock::now();
+    int64_t timeout = -1;
     for (const Connection& c : connections_) {
       if (!c.parked) continue;
-      const int64_t left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count() + 1;
-      timeout = timeout < 0 ? std::max<int64_t>(left, 0) : std::min(timeout, std::max<int64_t>(left, 0));
+      const int64_t left = std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count() + 1);
+      if (timeout < 0 || left < timeout) timeout = left;
     }
     return static_cast<int>(std::min<int64_t>(timeout, 1 << 30));
   }
@@ -224,7 +225,8 @@ class TcpStoreServer::Loop {
   }
 
   bool AllPresent(const std::vector<std::string>& keys) const {
-    return std::all_of(keys.begin(), keys.end(), [this](const std::string& k) { return data_.contains(k); });
+    return std::all_of(keys.begin(), keys.end(),
+                       [this](const std::string& k) { return data_.contains(k); });
   }
 
   const int listen_fd_;
@@ -237,7 +239,8 @@ class TcpStoreServer::Loop {
 absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(
     const TcpStoreServerOptions& options) {
   if (options.port < 0 || options.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("store port ", options.port, " is not in [0, 65535]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("store port ", options.port, " is not in [0, 65535]"));
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -246,8 +249,8 @@ absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(
   addrinfo* found = nullptr;
   const std::string port = std::to_string(options.port);
   if (int rc = ::getaddrinfo(options.bind_address.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("store bind address '", options.bind_address,
-                                                   "': ", ::gai_strerror(rc)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("store bind address '", options.bind_address, "': ", ::gai_strerror(rc)));
   }
   int fd = -1;
   std::string error = "no address";
@@ -264,15 +267,15 @@ absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(
   }
   ::freeaddrinfo(found);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("store cannot listen on ", options.bind_address,
-                                               ":", options.port, ": ", error));
+    return absl::UnavailableError(absl::StrCat("store cannot listen on ", options.bind_address, ":",
+                                               options.port, ": ", error));
   }
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  const int bound_port = ntohs(bound.ss_family == AF_INET6
-                                   ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  const int bound_port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   SetNonBlocking(fd);
 
   std::unique_ptr<TcpStoreServer> server(new TcpStoreServer(fd, bound_port));

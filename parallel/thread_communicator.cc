@@ -27,9 +27,9 @@ constexpr std::chrono::milliseconds kDefaultTimeout{300'000};
 
 // What one rank brings to a collective.
 struct Contribution {
-  const char* op = nullptr;   // static string naming the collective
-  int64_t bytes = 0;          // must agree across ranks (per-op meaning)
-  int root = -1;              // Broadcast
+  const char* op = nullptr;  // static string naming the collective
+  int64_t bytes = 0;         // must agree across ranks (per-op meaning)
+  int root = -1;             // Broadcast
   DType dtype = DType::kF32;
   const Tensor* in = nullptr;
   std::span<const int64_t> send_counts;
@@ -80,8 +80,7 @@ class ThreadGroup {
     LATTICE_CHECK_MSG(message.size() == tensor.nbytes(),
                       "thread communicator: rank %d Recv from %d, tag %d: message of %zu bytes "
                       "into %s (%zu bytes)",
-                      dst, src, tag, message.size(), tensor.DebugString().c_str(),
-                      tensor.nbytes());
+                      dst, src, tag, message.size(), tensor.DebugString().c_str(), tensor.nbytes());
     if (!message.empty()) std::memcpy(tensor.raw_data(), message.data(), message.size());
   }
 
@@ -94,9 +93,8 @@ class ThreadGroup {
       ++generation_;
       return;
     }
-    auto advanced = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return generation_ != generation;
-    };
+    auto advanced = [this, generation]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return generation_ != generation; };
     if (!mu_.AwaitWithTimeout(absl::Condition(&advanced), timeout_)) {
       LATTICE_CHECK_MSG(false,
                         "thread communicator: rank %d waited %s in %s for the other ranks "
@@ -112,14 +110,13 @@ class ThreadGroup {
       LATTICE_CHECK_MSG(std::strcmp(mine.op, other.op) == 0,
                         "thread communicator: rank %d called %s while rank %d called %s", rank,
                         mine.op, r, other.op);
-      LATTICE_CHECK_MSG(mine.bytes == other.bytes && mine.root == other.root &&
-                            mine.dtype == other.dtype,
-                        "thread communicator: %s mismatch: rank %d has %lld bytes, root %d, %s; "
-                        "rank %d has %lld bytes, root %d, %s",
-                        mine.op, rank, static_cast<long long>(mine.bytes), mine.root,
-                        std::string(DTypeName(mine.dtype)).c_str(), r,
-                        static_cast<long long>(other.bytes), other.root,
-                        std::string(DTypeName(other.dtype)).c_str());
+      LATTICE_CHECK_MSG(
+          mine.bytes == other.bytes && mine.root == other.root && mine.dtype == other.dtype,
+          "thread communicator: %s mismatch: rank %d has %lld bytes, root %d, %s; "
+          "rank %d has %lld bytes, root %d, %s",
+          mine.op, rank, static_cast<long long>(mine.bytes), mine.root,
+          std::string(DTypeName(mine.dtype)).c_str(), r, static_cast<long long>(other.bytes),
+          other.root, std::string(DTypeName(other.dtype)).c_str());
     }
   }
 
@@ -166,7 +163,8 @@ class ThreadCommunicator final : public Communicator {
     group_->Arrive(rank_, c);
     char* dst = static_cast<char*>(out.raw_data());
     for (int r = 0; r < size(); ++r) {
-      if (in.nbytes() > 0) std::memcpy(dst + r * in.nbytes(), group_->slot(r).in->raw_data(), in.nbytes());
+      if (in.nbytes() > 0)
+        std::memcpy(dst + r * in.nbytes(), group_->slot(r).in->raw_data(), in.nbytes());
     }
     group_->Depart(rank_, c.op);
   }
@@ -179,7 +177,9 @@ class ThreadCommunicator final : public Communicator {
     group_->Arrive(rank_, c);
     const size_t offset = rank_ * out.nbytes();
     Tensor result = Tensor::Empty(out.dtype(), out.shape());
-    auto rows_of = [&](int r) { return static_cast<const char*>(group_->slot(r).in->raw_data()) + offset; };
+    auto rows_of = [&](int r) {
+      return static_cast<const char*>(group_->slot(r).in->raw_data()) + offset;
+    };
     if (out.nbytes() > 0) std::memcpy(result.raw_data(), rows_of(0), out.nbytes());
     for (int r = 1; r < size(); ++r) {
       ReduceInto(out.dtype(), ReduceOp::kSum, result.raw_data(), rows_of(r), out.numel());

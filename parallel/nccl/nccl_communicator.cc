@@ -20,9 +20,9 @@
                       (comm) != nullptr ? ncclGetLastError(comm) : "");                    \
   } while (0)
 
-#define LATTICE_CUDA_CHECK_MSG(expr)                                                  \
-  do {                                                                                \
-    const cudaError_t error_ = (expr);                                                \
+#define LATTICE_CUDA_CHECK_MSG(expr)                                                 \
+  do {                                                                               \
+    const cudaError_t error_ = (expr);                                               \
     LATTICE_CHECK_MSG(error_ == cudaSuccess, "CUDA %s", cudaGetErrorString(error_)); \
   } while (0)
 
@@ -48,14 +48,17 @@ ncclDataType_t NcclType(DType dtype) {
 
 void CheckDevice(const Tensor& t, const char* op) {
   LATTICE_CHECK_MSG(t.defined(), "%s: undefined tensor", op);
-  LATTICE_CHECK_MSG(t.device() == Device::kCuda, "NCCL %s takes device tensors, got a host %s",
-                    op, t.DebugString().c_str());
+  LATTICE_CHECK_MSG(t.device() == Device::kCuda, "NCCL %s takes device tensors, got a host %s", op,
+                    t.DebugString().c_str());
 }
 
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(ncclComm_t comm, int rank, int size, cudaStream_t stream)
-      : comm_(comm), rank_(rank), size_(size), stream_(stream),
+      : comm_(comm),
+        rank_(rank),
+        size_(size),
+        stream_(stream),
         scratch_(cuda::EmptyDevice(DType::kF32, {1})) {}
 
   ~NcclCommunicator() override {
@@ -70,10 +73,10 @@ class NcclCommunicator final : public Communicator {
   void AllReduce(Tensor& tensor, ReduceOp op) override {
     CheckDevice(tensor, "AllReduce");
     if (tensor.numel() == 0) return;
-    LATTICE_NCCL_CHECK(comm_, ncclAllReduce(tensor.raw_data(), tensor.raw_data(), tensor.numel(),
-                                            NcclType(tensor.dtype()),
-                                            op == ReduceOp::kSum ? ncclSum : ncclMax, comm_,
-                                            stream_));
+    LATTICE_NCCL_CHECK(
+        comm_, ncclAllReduce(tensor.raw_data(), tensor.raw_data(), tensor.numel(),
+                             NcclType(tensor.dtype()), op == ReduceOp::kSum ? ncclSum : ncclMax,
+                             comm_, stream_));
   }
 
   void AllGather(const Tensor& in, Tensor& out) override {
@@ -81,8 +84,8 @@ class NcclCommunicator final : public Communicator {
     CheckDevice(out, "AllGather");
     CheckAllGather(in, out, size_);
     if (in.nbytes() == 0) return;
-    LATTICE_NCCL_CHECK(comm_, ncclAllGather(in.raw_data(), out.raw_data(), in.nbytes(), ncclInt8,
-                                            comm_, stream_));
+    LATTICE_NCCL_CHECK(
+        comm_, ncclAllGather(in.raw_data(), out.raw_data(), in.nbytes(), ncclInt8, comm_, stream_));
   }
 
   void ReduceScatter(const Tensor& in, Tensor& out) override {
@@ -105,15 +108,15 @@ class NcclCommunicator final : public Communicator {
   void Send(const Tensor& tensor, int dst, int /*tag*/) override {
     CheckDevice(tensor, "Send");
     CheckPeer(dst, size_, "Send");
-    LATTICE_NCCL_CHECK(comm_, ncclSend(tensor.raw_data(), tensor.nbytes(), ncclInt8, dst, comm_,
-                                       stream_));
+    LATTICE_NCCL_CHECK(comm_,
+                       ncclSend(tensor.raw_data(), tensor.nbytes(), ncclInt8, dst, comm_, stream_));
   }
 
   void Recv(Tensor& tensor, int src, int /*tag*/) override {
     CheckDevice(tensor, "Recv");
     CheckPeer(src, size_, "Recv");
-    LATTICE_NCCL_CHECK(comm_, ncclRecv(tensor.raw_data(), tensor.nbytes(), ncclInt8, src, comm_,
-                                       stream_));
+    LATTICE_NCCL_CHECK(comm_,
+                       ncclRecv(tensor.raw_data(), tensor.nbytes(), ncclInt8, src, comm_, stream_));
   }
 
   void SendRecv(const Tensor& send, int dst, Tensor& recv, int src, int /*tag*/) override {
@@ -122,8 +125,10 @@ class NcclCommunicator final : public Communicator {
     CheckPeer(dst, size_, "SendRecv");
     CheckPeer(src, size_, "SendRecv");
     LATTICE_NCCL_CHECK(comm_, ncclGroupStart());
-    LATTICE_NCCL_CHECK(comm_, ncclSend(send.raw_data(), send.nbytes(), ncclInt8, dst, comm_, stream_));
-    LATTICE_NCCL_CHECK(comm_, ncclRecv(recv.raw_data(), recv.nbytes(), ncclInt8, src, comm_, stream_));
+    LATTICE_NCCL_CHECK(comm_,
+                       ncclSend(send.raw_data(), send.nbytes(), ncclInt8, dst, comm_, stream_));
+    LATTICE_NCCL_CHECK(comm_,
+                       ncclRecv(recv.raw_data(), recv.nbytes(), ncclInt8, src, comm_, stream_));
     LATTICE_NCCL_CHECK(comm_, ncclGroupEnd());
   }
 
@@ -224,8 +229,7 @@ absl::StatusOr<ProcessGroups> MakeNcclProcessGroups(const RankLayout& layout, in
                                                     cudaStream_t stream,
                                                     std::chrono::milliseconds timeout) {
   return MakeProcessGroups(
-      layout, rank,
-      [&](const std::string& name, const std::vector<int>& ranks, int rank_in_group) {
+      layout, rank, [&](const std::string& name, const std::vector<int>& ranks, int rank_in_group) {
         return MakeNcclCommunicator(store, name, rank_in_group, static_cast<int>(ranks.size()),
                                     stream, timeout);
       });

@@ -66,7 +66,8 @@ std::vector<ChildResult> RunChildren(const std::vector<ChildSpec>& children,
       posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, children[i].stdout_path.c_str(),
                                        O_WRONLY | O_CREAT | O_TRUNC, 0644);
     }
-    if (posix_spawn(&pids[i], argv_ptrs[0], &actions, &attr, argv_ptrs.data(), env_ptrs.data()) != 0) {
+    if (posix_spawn(&pids[i], argv_ptrs[0], &actions, &attr, argv_ptrs.data(), env_ptrs.data()) !=
+        0) {
       pids[i] = -1;
       results[i].exit_code = 127;
     }

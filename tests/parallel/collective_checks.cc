@@ -33,7 +33,8 @@ class Checker {
   }
 
   // Every element of `t` equals want(i) exactly; records the first mismatch.
-  void Expect(const std::string& what, const Tensor& t, const std::function<double(int64_t)>& want) {
+  void Expect(const std::string& what, const Tensor& t,
+              const std::function<double(int64_t)>& want) {
     Tensor host = env_.download(t);
     if (host.dtype() == DType::kBF16 || host.dtype() == DType::kF16) host = host.To(DType::kF32);
     const int64_t numel = host.numel();
@@ -41,15 +42,16 @@ class Checker {
       const double got =
           host.dtype() == DType::kI32 ? host.data<int32_t>()[i] : host.data<float>()[i];
       if (got != want(i)) {
-        Fail(absl::StrCat(what, " ", std::string(DTypeName(t.dtype())), ShapeToString(t.shape()), ": element ", i,
-                          " = ", got, ", want ", want(i)));
+        Fail(absl::StrCat(what, " ", std::string(DTypeName(t.dtype())), ShapeToString(t.shape()),
+                          ": element ", i, " = ", got, ", want ", want(i)));
         return;
       }
     }
   }
 
   void Fail(const std::string& message) {
-    failures_.push_back(absl::StrCat("[", std::string(comm_.backend()), " rank ", r_, "/", n_, "] ", message));
+    failures_.push_back(
+        absl::StrCat("[", std::string(comm_.backend()), " rank ", r_, "/", n_, "] ", message));
   }
 
   void AllReduces() {
@@ -70,9 +72,12 @@ class Checker {
         return m;
       };
       for (DType dtype : {DType::kF32, DType::kI32}) {
-        Tensor m = Make(dtype, {numel}, [&](int64_t i) { return max_value(r_, i) - (dtype == DType::kF32 ? 0.5 : 0); });
+        Tensor m = Make(dtype, {numel}, [&](int64_t i) {
+          return max_value(r_, i) - (dtype == DType::kF32 ? 0.5 : 0);
+        });
         comm_.AllReduce(m, ReduceOp::kMax);
-        Expect("AllReduce max", m, [&](int64_t i) { return max_want(i) - (dtype == DType::kF32 ? 0.5 : 0); });
+        Expect("AllReduce max", m,
+               [&](int64_t i) { return max_want(i) - (dtype == DType::kF32 ? 0.5 : 0); });
       }
     }
     // A 2-d tensor and an empty one.
@@ -121,9 +126,11 @@ class Checker {
 
   void Broadcasts() {
     for (int root = 0; root < n_; ++root) {
-      Tensor t = Make(DType::kF32, {4, 3}, [&](int64_t i) { return r_ == root ? root * 1000.0 + i : -7; });
+      Tensor t =
+          Make(DType::kF32, {4, 3}, [&](int64_t i) { return r_ == root ? root * 1000.0 + i : -7; });
       comm_.Broadcast(t, root);
-      Expect(absl::StrCat("Broadcast from ", root), t, [&](int64_t i) { return root * 1000.0 + i; });
+      Expect(absl::StrCat("Broadcast from ", root), t,
+             [&](int64_t i) { return root * 1000.0 + i; });
     }
     Tensor k = Make(DType::kI32, {5}, [&](int64_t i) { return r_ == n_ - 1 ? 77 + i : 0; });
     comm_.Broadcast(k, n_ - 1);
@@ -159,7 +166,9 @@ class Checker {
     Expect("AllToAllV", out, [&](int64_t i) { return want[i]; });
 
     // Rank 0 sends and receives nothing at all.
-    auto count0 = [](int src, int dst) -> int64_t { return src == 0 || dst == 0 ? 0 : 1 + (src + dst) % 2; };
+    auto count0 = [](int src, int dst) -> int64_t {
+      return src == 0 || dst == 0 ? 0 : 1 + (src + dst) % 2;
+    };
     send.clear();
     recv.clear();
     int64_t total_in = 0, total_out = 0;
@@ -204,9 +213,19 @@ class Checker {
       }
       Expect("ring Send/Recv", in, [&](int64_t i) { return prev * 10 + i % 10; });
     }
+    // A chain, as between pipeline stages: receive from the previous rank, add, pass on.
+    {
+      Tensor t = Make(DType::kF32, {16}, [](int64_t i) { return 100.0 + i; });
+      if (r_ > 0) comm_.Recv(t, r_ - 1, 2);
+      Expect("chain", t, [&](int64_t i) { return 100.0 + i + r_ * (r_ - 1) / 2.0; });
+      Tensor next_value =
+          Make(DType::kF32, {16}, [&](int64_t i) { return 100.0 + i + r_ * (r_ + 1) / 2.0; });
+      if (r_ + 1 < n_) comm_.Send(next_value, r_ + 1, 2);
+    }
     // SendRecv everywhere; a large i32 message and a bf16 one.
     {
-      Tensor out = Make(DType::kI32, {1 << 20}, [&](int64_t i) { return r_ * 1000000 + i % 100000; });
+      Tensor out =
+          Make(DType::kI32, {1 << 20}, [&](int64_t i) { return r_ * 1000000 + i % 100000; });
       Tensor in = Make(DType::kI32, {1 << 20}, [](int64_t) { return -1; });
       comm_.SendRecv(out, next, in, prev, 4);
       Expect("ring SendRecv 4 MiB", in, [&](int64_t i) { return prev * 1000000 + i % 100000; });
@@ -222,7 +241,9 @@ class Checker {
       std::vector<Tensor> received;
       if (env_.buffered_send) {
         for (int m = 0; m < kMessages; ++m) {
-          comm_.Send(Make(DType::kF32, {size_of(m)}, [&](int64_t i) { return r_ * 1000 + m + i * 0.5; }), next, 3);
+          comm_.Send(
+              Make(DType::kF32, {size_of(m)}, [&](int64_t i) { return r_ * 1000 + m + i * 0.5; }),
+              next, 3);
         }
         for (int m = 0; m < kMessages; ++m) {
           received.push_back(Make(DType::kF32, {size_of(m)}, [](int64_t) { return -1; }));
@@ -231,8 +252,9 @@ class Checker {
       } else {
         for (int m = 0; m < kMessages; ++m) {
           received.push_back(Make(DType::kF32, {size_of(m)}, [](int64_t) { return -1; }));
-          comm_.SendRecv(Make(DType::kF32, {size_of(m)}, [&](int64_t i) { return r_ * 1000 + m + i * 0.5; }),
-                         next, received.back(), prev, 3);
+          comm_.SendRecv(
+              Make(DType::kF32, {size_of(m)}, [&](int64_t i) { return r_ * 1000 + m + i * 0.5; }),
+              next, received.back(), prev, 3);
         }
       }
       for (int m = 0; m < kMessages; ++m) {
@@ -287,8 +309,8 @@ class Checker {
     const Tensor mine = env_.download(t);
     const Tensor everyone = env_.download(all);
     for (int q = 0; q < n_; ++q) {
-      if (std::memcmp(static_cast<const char*>(everyone.raw_data()) + q * mine.nbytes(), mine.raw_data(),
-                      mine.nbytes()) != 0) {
+      if (std::memcmp(static_cast<const char*>(everyone.raw_data()) + q * mine.nbytes(),
+                      mine.raw_data(), mine.nbytes()) != 0) {
         Fail(absl::StrCat("AllReduce result differs in its bits from rank ", q, "'s"));
       }
     }

@@ -31,7 +31,8 @@ std::vector<std::string> RunCollectiveChecks(Communicator& comm, const CommCheck
 
 // AllReduce of random f32 values; every rank's result must be bit-identical to every
 // other rank's (checked by gathering the results).
-std::vector<std::string> CheckBitIdenticalAllReduce(Communicator& comm, const CommCheckEnv& env = {});
+std::vector<std::string> CheckBitIdenticalAllReduce(Communicator& comm,
+                                                    const CommCheckEnv& env = {});
 
 // Sum over the group of `value` (an i32 all-reduce), e.g. to check group membership.
 int64_t SumOverGroup(Communicator& comm, int32_t value, const CommCheckEnv& env = {});

@@ -7,7 +7,7 @@
 //   parallel_test_worker groups <rank> <store_port> <tp> <pp> <dp> <ep>
 //       MakeGlooProcessGroups over the whole layout; group sums and a pp ring
 //   parallel_test_worker peer-dies <rank> <store_port> <timeout_ms>
-//       rank 1 exits right after connecting; rank 0's Recv must abort, not hang
+//       rank 1 exits right after a barrier; rank 0's Recv must abort, not hang
 //   parallel_test_worker mpi
 //       under mpirun: DiscoverLaunch, the store, a world gloo group, checks, ok line
 #include <cstdio>
@@ -52,7 +52,7 @@ int Gloo(int rank, int size, int port, const std::string& group) {
   auto store = OrDie(TcpStoreClient::Connect("127.0.0.1", port));
   GlooOptions options;
   options.timeout = std::chrono::seconds(60);
-  options.max_pending_send_bytes = 64;  // small: Send waits for the reaper now and then
+  options.max_pending_send_bytes = 4096;  // small: some Sends wait for the reaper
   auto comm = OrDie(MakeGlooCommunicator(*store, group, rank, size, options));
   return Report(testing::RunCollectiveChecks(*comm));
 }
@@ -102,7 +102,8 @@ int PeerDies(int rank, int port, int timeout_ms) {
   GlooOptions options;
   options.timeout = std::chrono::milliseconds(timeout_ms);
   auto comm = OrDie(MakeGlooCommunicator(*store, "dies", rank, 2, options));
-  if (rank == 1) std::_Exit(0);  // gone without a word
+  comm->Barrier();               // both sides are connected
+  if (rank == 1) std::_Exit(0);  // then gone without a word
   Tensor t = Tensor::Empty(DType::kF32, {4});
   comm->Recv(t, 1);  // must abort
   std::fprintf(stderr, "Recv from a dead peer returned\n");
@@ -152,13 +153,15 @@ int Mpi() {
 int main(int argc, char** argv) {
   using lattice::Int;
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "gloo" && argc == 6) return lattice::Gloo(Int(argv[2]), Int(argv[3]), Int(argv[4]), argv[5]);
+  if (mode == "gloo" && argc == 6)
+    return lattice::Gloo(Int(argv[2]), Int(argv[3]), Int(argv[4]), argv[5]);
   if (mode == "groups" && argc == 8) {
-    const lattice::ParallelConfig config{.tp = Int(argv[4]), .pp = Int(argv[5]), .dp = Int(argv[6]),
-                                         .ep = Int(argv[7])};
+    const lattice::ParallelConfig config{
+        .tp = Int(argv[4]), .pp = Int(argv[5]), .dp = Int(argv[6]), .ep = Int(argv[7])};
     return lattice::Groups(Int(argv[2]), Int(argv[3]), config);
   }
-  if (mode == "peer-dies" && argc == 5) return lattice::PeerDies(Int(argv[2]), Int(argv[3]), Int(argv[4]));
+  if (mode == "peer-dies" && argc == 5)
+    return lattice::PeerDies(Int(argv[2]), Int(argv[3]), Int(argv[4]));
   if (mode == "mpi" && argc == 2) return lattice::Mpi();
   std::fprintf(stderr, "usage: see the comment at the top of parallel_test_worker.cc\n");
   return 2;

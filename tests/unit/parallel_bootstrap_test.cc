@@ -1,7 +1,9 @@
 // DiscoverLaunch: flags, torchrun-style env, LeaderWorkerSet env, a single process, the
 // errors that name the variable, and the real mpirun path (4 ranks of the worker).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -277,7 +279,8 @@ TEST(ParallelBootstrap, LeaderWorkerSetErrors) {
 }
 
 TEST(ParallelBootstrap, MpirunFourRanks) {
-  const std::string out_path = ::testing::TempDir() + "/parallel_mpirun_out.txt";
+  const std::string out_path =
+      ::testing::TempDir() + "/parallel_mpirun_out." + std::to_string(::getpid()) + ".txt";
   testing::ChildSpec mpirun{
       .argv = {"/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "4", "--mca",
                "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "--mca",
@@ -290,6 +293,7 @@ TEST(ParallelBootstrap, MpirunFourRanks) {
   std::ifstream in(out_path);
   std::stringstream output;
   output << in.rdbuf();
+  std::remove(out_path.c_str());
   ASSERT_TRUE(results[0].ok()) << results[0].Describe() << "\n" << output.str();
   for (int r = 0; r < 4; ++r) {
     EXPECT_NE(output.str().find("rank " + std::to_string(r) + " of 4 ok"), std::string::npos)
