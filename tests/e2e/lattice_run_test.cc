@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/run_process.h"
 
 namespace lattice {
@@ -20,24 +21,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using testing::FixtureNames;
+using testing::FixturesDir;
+using testing::ReadJson;
 
 constexpr double kLogprobTolerance = 1e-3;
-
-fs::path FixturesDir() { return fs::path(LATTICE_SOURCE_DIR) / "tests/fixtures/models"; }
-
-std::vector<std::string> FixtureNames() {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(FixturesDir())) {
-    if (fs::exists(entry.path() / "expected.json")) names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-json ReadJson(const fs::path& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
 
 struct RunOutput {
   int exit_code;
@@ -53,12 +41,7 @@ RunOutput RunLattice(const fs::path& model, const std::vector<json>& prompts, st
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
   const testing::ProcessResult r = testing::RunProcess(argv);
-  RunOutput out{r.exit_code, {}, r.err};
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) out.results.push_back(json::parse(line));
-  }
-  return out;
+  return {r.exit_code, testing::ParseJsonLines(r.out), r.err};
 }
 
 std::vector<json> PromptsOf(const json& expected) {

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/run_process.h"
 
 namespace lattice {
@@ -24,22 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-fs::path FixturesDir() { return fs::path(LATTICE_SOURCE_DIR) / "tests/fixtures/models"; }
-
-json ReadJson(const fs::path& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
-
-std::vector<std::string> FixtureNames() {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(FixturesDir())) {
-    if (fs::exists(entry.path() / "expected.json")) names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using testing::FixtureNames;
+using testing::FixturesDir;
+using testing::ReadJson;
 
 struct RunOutput {
   int exit_code;
@@ -61,10 +49,7 @@ RunOutput RunLattice(const std::vector<std::string>& prefix, const fs::path& mod
   argv.insert(argv.end(), extra.begin(), extra.end());
   const testing::ProcessResult r = testing::RunProcess(argv);
   RunOutput run{r.exit_code, {}, r.err};
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) run.results.push_back(json::parse(line));
-  }
+  run.results = testing::ParseJsonLines(r.out);
   return run;
 }
 
@@ -191,9 +176,7 @@ TEST(ParallelRun, AnyLauncherThatSetsRankAndWorldSize) {
     const testing::ProcessResult leader = testing::RunProcess(argv, env(0));
     EXPECT_EQ(testing::WaitProcess(follower, 60), 0) << leader.err;
     ASSERT_EQ(leader.exit_code, 0) << leader.err;
-    std::vector<json> results;
-    std::istringstream lines(leader.out);
-    for (std::string line; std::getline(lines, line);) results.push_back(json::parse(line));
+    const std::vector<json> results = testing::ParseJsonLines(leader.out);
     ExpectSame(one.results, results, lws ? "LeaderWorkerSet" : "RANK/WORLD_SIZE");
   }
 }
