@@ -3,6 +3,8 @@
 // each of which must be a clear error naming the file (and tensor), never a crash.
 #include "worker/safetensors.h"
 
+#include "tests/unit/safetensors_writer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -15,56 +17,14 @@ namespace lattice {
 namespace {
 
 using json = nlohmann::json;
-
-struct RawTensor {
-  std::string name;
-  std::string dtype;
-  Shape shape;
-  std::string bytes;
-};
-
-template <typename T, typename Encode>
-std::string Encode16(const std::vector<float>& values, Encode encode) {
-  std::string out;
-  for (float v : values) {
-    const T bits = encode(v);
-    out.append(reinterpret_cast<const char*>(&bits), sizeof(bits));
-  }
-  return out;
-}
-std::string F32Bytes(const std::vector<float>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
-}
-std::string Bf16Bytes(const std::vector<float>& v) { return Encode16<uint16_t>(v, FloatToBf16); }
-std::string F16Bytes(const std::vector<float>& v) { return Encode16<uint16_t>(v, FloatToF16); }
-std::string I32Bytes(const std::vector<int32_t>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
-}
-
-// u64 little-endian header length, the header padded with spaces to `align` bytes (as
-// the reference writer pads to 8), then the data.
-std::string FileBytes(std::string header, const std::string& data, size_t align = 8) {
-  while (header.size() % align != 0) header += ' ';
-  std::string out(8, '\0');
-  const uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return out + header + data;
-}
-
-// Tensors laid out back to back in the data section.
-std::string Serialize(const std::vector<RawTensor>& tensors, const json& metadata = nullptr,
-                      size_t align = 8) {
-  json header = json::object();
-  std::string data;
-  for (const RawTensor& t : tensors) {
-    header[t.name] = {{"dtype", t.dtype},
-                      {"shape", t.shape},
-                      {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
-    data += t.bytes;
-  }
-  if (!metadata.is_null()) header["__metadata__"] = metadata;
-  return FileBytes(header.dump(), data, align);
-}
+using testing::Bf16Bytes;
+using testing::F16Bytes;
+using testing::F32Bytes;
+using testing::FileBytes;
+using testing::I32Bytes;
+using testing::RawTensor;
+using testing::Serialize;
+using testing::WriteBytes;
 
 std::string NewDir() {
   static int counter = 0;
@@ -75,11 +35,6 @@ std::string NewDir() {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::vector<float> Values(const Tensor& t) {
