@@ -13,10 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/launch.h"
+#include "cli/offline_engine.h"
 #include "parallel/bootstrap.h"
 #include "parallel/process_groups.h"
-#include "worker/distributed_engine.h"
-#include "worker/engine.h"
+#include "worker/layout.h"
 #include "worker/model.h"
 #include "worker/model_config.h"
 
@@ -57,7 +57,7 @@ int Fail(const absl::Status& status) {
   return 2;
 }
 
-void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult>& results, const EngineStats& stats,
+void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult>& results, const SchedulerStats& stats,
                   int32_t num_blocks) {
   std::fprintf(stderr, "lattice run: steps=%lld preemptions=%lld max_step_tokens=%lld kv_blocks=%d\n",
                static_cast<long long>(stats.num_steps), static_cast<long long>(stats.num_preemptions),
@@ -104,7 +104,7 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
     if (!driven.ok()) {
       code = Fail(driven.status());
     } else {
-      PrintResults(o, driven->results, driven->stats, options.engine.kv_cache.num_blocks);
+      PrintResults(o, driven->results, driven->stats, options.engine.num_kv_blocks);
     }
   } else if (absl::Status status = RunFollower(**model, layout, launch.rank, comms, options, &trace); !status.ok()) {
     code = Fail(status);
@@ -177,14 +177,18 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     request.max_tokens = o.max_tokens;
     request.ignore_eos = o.ignore_eos;
     request.num_logprobs = o.logprobs;
-    request.sampling = {o.temperature, o.top_k, o.top_p, o.min_p, o.seed};
+    request.sampling.set_temperature(o.temperature);
+    request.sampling.set_top_k(o.top_k);
+    request.sampling.set_top_p(o.top_p);
+    request.sampling.set_min_p(o.min_p);
+    request.sampling.set_seed(o.seed);
     // Requests go to DP ranks round-robin; size each rank's cache for what it gets.
     blocks_per_dp[requests.size() % o.dp] +=
         NumBlocksFor(static_cast<int64_t>(request.prompt_ids.size()) + std::max(o.max_tokens, 0), o.block_size);
     requests.push_back(std::move(request));
   }
-  options.engine.kv_cache.block_size = o.block_size;
-  options.engine.kv_cache.num_blocks =
+  options.engine.block_size = o.block_size;
+  options.engine.num_kv_blocks =
       o.num_kv_blocks > 0
           ? o.num_kv_blocks
           : static_cast<int32_t>(std::max<int64_t>(*std::max_element(blocks_per_dp.begin(), blocks_per_dp.end()), 1));
@@ -210,7 +214,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     Engine engine(**model, options.engine);
     absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
     if (!results.ok()) return Fail(results.status());
-    PrintResults(o, *results, engine.stats(), options.engine.kv_cache.num_blocks);
+    PrintResults(o, *results, engine.stats(), options.engine.num_kv_blocks);
     return 0;
   }
 

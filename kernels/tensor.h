@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "base/check.h"
 #include "kernels/dtype.h"
 
 namespace lattice {

@@ -5,7 +5,7 @@
 
 #include "absl/time/time.h"
 #include "gloo/transport/unbound_buffer.h"
-#include "kernels/check.h"
+#include "base/check.h"
 
 namespace lattice {
 namespace {

@@ -47,12 +47,12 @@ ForwardBatch ModelRunner::BuildBatch(const std::vector<ScheduledChunk>& chunks) 
   return batch;
 }
 
-StepOutput ModelRunner::Execute(const StepPlan& plan) {
+std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch,
+                                               const std::vector<ScheduledChunk>& chunks) {
   TraceEvent event;
-  event.step = plan.step;
-  event.micro_batch = plan.micro_batch;
+  event.step = step;
+  event.micro_batch = micro_batch;
   event.stage = placement_.pp ? placement_.pp->rank() : 0;
-  const std::vector<ScheduledChunk>& chunks = plan.per_dp[placement_.dp_rank];
   const ForwardBatch batch = BuildBatch(chunks);
   const int64_t tokens = batch.num_tokens(), hidden = model_.config().hidden_size;
   event.num_tokens = static_cast<int32_t>(tokens);
@@ -70,8 +70,7 @@ StepOutput ModelRunner::Execute(const StepPlan& plan) {
   event.begin_ns = NowNs();
   HiddenStates out = model_.ForwardLayers(batch, kv_cache_, *placement_.tp, *placement_.ep, std::move(in));
 
-  StepOutput output;
-  output.step = plan.step;
+  std::vector<SampledToken> output;
   if (!model_.is_last_stage()) {
     event.end_ns = NowNs();
     if (tokens > 0) {
@@ -102,7 +101,7 @@ StepOutput ModelRunner::Execute(const StepPlan& plan) {
         cpu::LogSoftmax(row_logits, logprobs);
         sampled.logprobs = cpu::TopK(logprobs, c.num_logprobs);
       }
-      output.tokens.push_back(std::move(sampled));
+      output.push_back(std::move(sampled));
     }
   }
   event.end_ns = NowNs();

@@ -1,5 +1,5 @@
-// ModelRunner: executes one StepPlan on one rank. It builds the rank's ForwardBatch
-// from the plan (its DP rank's chunks), receives hidden states from the previous
+// ModelRunner: executes one step's chunks on one rank. It builds the rank's
+// ForwardBatch from its DP rank's chunks, receives hidden states from the previous
 // pipeline stage (or embeds, on the first), runs its layers, sends to the next stage
 // (or computes logits, on the last) and, on the last stage's TP rank 0, samples.
 // Records a trace event per step for the pipeline tests. One owner thread.
@@ -8,15 +8,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/ops.h"
 #include "parallel/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model.h"
-#include "worker/step_plan.h"
 
 namespace lattice {
 
+// One sequence's part of a step: tokens [start_position, start_position + size) of it.
+struct ScheduledChunk {
+  int64_t seq_id = 0;
+  int32_t start_position = 0;
+  std::vector<int32_t> token_ids;
+  std::vector<int32_t> block_table;  // every block the sequence holds after this step
+  bool sample = false;               // the chunk ends at the sequence's last token
+  cpu::SamplingParams sampling;      // when sampling
+  int32_t num_logprobs = 0;
+};
+
+struct SampledToken {
+  int64_t seq_id = 0;
+  int32_t token = 0;
+  std::vector<std::pair<int32_t, float>> logprobs;  // best first
+};
+
 struct RunnerPlacement {
-  int dp_rank = 0;
   Communicator* tp = nullptr;  // the stage's TP group
   Communicator* ep = nullptr;  // the stage's EP group (solo when off)
   Communicator* pp = nullptr;  // this pipeline's stages (rank = stage); null when pp == 1
@@ -35,9 +51,9 @@ class ModelRunner {
  public:
   ModelRunner(const DecoderModel& model, const KvCacheOptions& kv_cache, const RunnerPlacement& placement);
 
-  // Runs `plan` on this rank. Returns the sampled tokens on the last stage's TP rank 0
-  // (empty elsewhere).
-  StepOutput Execute(const StepPlan& plan);
+  // Runs this rank's DP rank's chunks of step `step`. Returns the sampled tokens on
+  // the last stage's TP rank 0 (empty elsewhere).
+  std::vector<SampledToken> Execute(int64_t step, int32_t micro_batch, const std::vector<ScheduledChunk>& chunks);
 
   bool samples() const;
   const std::vector<TraceEvent>& trace() const { return trace_; }
@@ -51,11 +67,7 @@ class ModelRunner {
   std::vector<TraceEvent> trace_;
 };
 
-// Tags of the point-to-point messages between ranks.
+// Tag of the hidden states sent between pipeline stages.
 inline constexpr int kTagHiddenStates = 1;
-inline constexpr int kTagPlanSize = 2;
-inline constexpr int kTagPlan = 3;
-inline constexpr int kTagOutputSize = 4;
-inline constexpr int kTagOutput = 5;
 
 }  // namespace lattice

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gloo/rendezvous/store.h"
-#include "kernels/check.h"
+#include "base/check.h"
 #include "kernels/cuda/device.h"
 #include "parallel/comm_util.h"
 

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "parallel/rank_layout.h"
-#include "worker/distributed_engine.h"
-#include "worker/engine.h"
+#include "cli/offline_engine.h"
+#include "worker/layout.h"
 
 namespace lattice {
 namespace {
@@ -24,6 +24,7 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
   std::vector<GenerationRequest> requests;
   for (int n : {5, 19, 33, 2, 12}) {
     GenerationRequest r;
+    r.sampling = DefaultSampling();
     for (int i = 0; i < n; ++i)
       r.prompt_ids.push_back(static_cast<int32_t>(3 + (i * 53 + n * 7) % (vocab - 3)));
     r.max_tokens = 7;
@@ -31,9 +32,9 @@ std::vector<GenerationRequest> Requests(int64_t vocab) {
     r.num_logprobs = 5;
     // One sampled request: seeded sampling must not depend on the layout either.
     if (n == 12) {
-      r.sampling.temperature = 0.8f;
-      r.sampling.top_p = 0.9f;
-      r.sampling.seed = 77;
+      r.sampling.set_temperature(0.8f);
+      r.sampling.set_top_p(0.9f);
+      r.sampling.set_seed(77);
     }
     requests.push_back(r);
   }
@@ -147,7 +148,8 @@ TEST_P(ParallelModelTest, EveryLayoutMatchesOneRank) {
   ASSERT_TRUE(config.ok()) << config.status();
   const std::vector<GenerationRequest> requests = Requests(config->vocab_size);
   DistributedOptions options;
-  options.engine.kv_cache = {.num_blocks = 64, .block_size = 8};
+  options.engine.num_kv_blocks = 64;
+  options.engine.block_size = 8;
   // One rank, through the same driver.
   const LayoutRun reference = RunLayout(dir, *config, {}, options, requests);
   ASSERT_EQ(reference.results.size(), requests.size());
@@ -174,7 +176,8 @@ TEST(ParallelModel, DriverMatchesTheInProcessEngine) {
   ASSERT_TRUE(config.ok());
   const std::vector<GenerationRequest> requests = Requests(config->vocab_size);
   EngineOptions engine_options;
-  engine_options.kv_cache = {.num_blocks = 64, .block_size = 8};
+  engine_options.num_kv_blocks = 64;
+  engine_options.block_size = 8;
   absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(dir, *config);
   ASSERT_TRUE(model.ok());
   Engine engine(**model, engine_options);
@@ -193,13 +196,14 @@ TEST(ParallelModel, MicroBatchesOverlapAcrossStages) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 8; ++i) {
     GenerationRequest r;
+    r.sampling = DefaultSampling();
     for (int t = 0; t < 40; ++t) r.prompt_ids.push_back(3 + (i * 31 + t * 7) % 500);
     r.max_tokens = 6;
     r.ignore_eos = true;
     requests.push_back(r);
   }
   DistributedOptions options;
-  options.engine.kv_cache = {.num_blocks = 64, .block_size = 16};
+  options.engine.num_kv_blocks = 64;
   options.engine.max_num_seqs = 2;  // several micro-batches' worth of sequences
   options.num_micro_batches = 2;
   const LayoutRun run = RunLayout(dir, *config, {.pp = 2}, options, requests);

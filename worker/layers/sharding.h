@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "kernels/check.h"
+#include "base/check.h"
 
 namespace lattice {
 

@@ -1,4 +1,5 @@
-// Invariant checks that abort with file:line. For broken invariants only: errors
+// Invariant checks that abort with file:line. Dependency-free, so every module
+// (the coordinator included) may use it. For broken invariants only: errors
 // caused by input, files, network or configuration are absl::Status values.
 #pragma once
 

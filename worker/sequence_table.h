@@ -1,0 +1,45 @@
+// SequenceTable: what a worker remembers of the sequences of its DP rank between
+// steps (block table, sampling parameters), so that step requests can carry running
+// sequences as diffs. It turns a StepRequest into the ModelRunner's chunks and the
+// runner's samples into a StepResult. One owner thread (the worker's step loop).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "lattice/internal/v1/control.pb.h"
+#include "worker/model_runner.h"
+
+namespace lattice {
+
+namespace pb = ::lattice::internal::v1;
+
+class SequenceTable {
+ public:
+  SequenceTable(int32_t dp_rank, int32_t block_size, int32_t num_blocks)
+      : dp_rank_(dp_rank), block_size_(block_size), num_blocks_(num_blocks) {}
+
+  // Forgets the step's finished sequences, applies its diffs for this DP rank and
+  // returns the full chunks. INVALID_ARGUMENT for a diff of an unknown sequence, a
+  // block id outside the cache or tokens beyond the sequence's blocks (the
+  // coordinator and the worker disagree): checked here so the kernels never see it.
+  absl::StatusOr<std::vector<ScheduledChunk>> Apply(const pb::StepRequest& step);
+
+  pb::StepResult MakeResult(int64_t step, const std::vector<SampledToken>& tokens) const;
+  size_t size() const { return sequences_.size(); }
+
+ private:
+  struct State {
+    std::vector<int32_t> block_table;
+    cpu::SamplingParams sampling;
+    int32_t num_logprobs = 0;
+  };
+  int32_t dp_rank_;
+  int32_t block_size_;
+  int32_t num_blocks_;
+  absl::flat_hash_map<int64_t, State> sequences_;
+};
+
+}  // namespace lattice
