@@ -11,17 +11,12 @@
 
 namespace lattice {
 
-absl::StatusOr<std::unique_ptr<LocalLauncher>> LocalLauncher::Start(const std::vector<std::string>& argv,
-                                                                     int world_size, const std::string& store_host,
-                                                                     int store_port) {
+absl::StatusOr<std::unique_ptr<LocalLauncher>> LocalLauncher::Start(int first_rank, int end_rank,
+                                                                     const CommandFor& command) {
   std::unique_ptr<LocalLauncher> launcher(new LocalLauncher());
-  for (int rank = 1; rank < world_size; ++rank) {
-    std::vector<std::string> args = argv;
-    for (const std::string& extra :
-         {std::string("--rank"), std::to_string(rank), std::string("--world-size"), std::to_string(world_size),
-          std::string("--store-host"), store_host, std::string("--store-port"), std::to_string(store_port)}) {
-      args.push_back(extra);
-    }
+  launcher->first_rank_ = first_rank;
+  for (int rank = first_rank; rank < end_rank; ++rank) {
+    std::vector<std::string> args = command(rank);
     std::vector<char*> c_args;
     for (std::string& a : args) c_args.push_back(a.data());
     c_args.push_back(nullptr);
@@ -32,13 +27,27 @@ absl::StatusOr<std::unique_ptr<LocalLauncher>> LocalLauncher::Start(const std::v
     }
     if (pid == 0) {
       execv("/proc/self/exe", c_args.data());
-      std::perror("lattice run: exec");
+      std::perror("lattice: exec");
       _exit(127);
     }
     launcher->pids_.push_back(pid);
   }
   launcher->watcher_ = std::thread([l = launcher.get()] { l->Watch(); });
   return launcher;
+}
+
+absl::StatusOr<std::unique_ptr<LocalLauncher>> LocalLauncher::StartRanks(const std::vector<std::string>& argv,
+                                                                          int world_size, const std::string& store_host,
+                                                                          int store_port) {
+  return Start(1, world_size, [&](int rank) {
+    std::vector<std::string> args = argv;
+    for (const std::string& extra :
+         {std::string("--rank"), std::to_string(rank), std::string("--world-size"), std::to_string(world_size),
+          std::string("--store-host"), store_host, std::string("--store-port"), std::to_string(store_port)}) {
+      args.push_back(extra);
+    }
+    return args;
+  });
 }
 
 void LocalLauncher::Watch() {
@@ -56,7 +65,7 @@ void LocalLauncher::Watch() {
     if (!clean) {
       const std::string how = WIFEXITED(status) ? absl::StrCat("exited with code ", WEXITSTATUS(status))
                                                 : absl::StrCat("was killed by signal ", WTERMSIG(status));
-      std::fprintf(stderr, "lattice run: rank %zu %s; stopping the run\n", rank + 1, how.c_str());
+      std::fprintf(stderr, "lattice: rank %zu %s; stopping\n", rank + first_rank_, how.c_str());
       // The other ranks would wait on it forever: end them and this process now.
       Kill();
       _exit(3);

@@ -1,11 +1,12 @@
-// The local launcher of `lattice run`: rank 0 re-executes its own command line once
-// per other rank (with --rank, --world-size and the store address appended) and
-// watches the children: one that dies takes the whole run down instead of leaving
-// the others waiting on a collective.
+// The local launcher of `lattice run` and `lattice serve`: it starts one child
+// process per rank from a command line it is given per rank, and watches the
+// children: one that dies takes the whole run down instead of leaving the others
+// waiting on a collective.
 #pragma once
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,9 +18,15 @@ namespace lattice {
 
 class LocalLauncher {
  public:
-  // Starts ranks 1..world_size-1.
-  static absl::StatusOr<std::unique_ptr<LocalLauncher>> Start(const std::vector<std::string>& argv, int world_size,
-                                                              const std::string& store_host, int store_port);
+  using CommandFor = std::function<std::vector<std::string>(int rank)>;
+  // Starts ranks [first_rank, end_rank), each with command(rank) (argv[0] is ignored:
+  // the children run this same executable).
+  static absl::StatusOr<std::unique_ptr<LocalLauncher>> Start(int first_rank, int end_rank, const CommandFor& command);
+  // `lattice run`'s children: its own command line with --rank, --world-size and the
+  // store address appended, for ranks 1..world_size-1.
+  static absl::StatusOr<std::unique_ptr<LocalLauncher>> StartRanks(const std::vector<std::string>& argv,
+                                                                   int world_size, const std::string& store_host,
+                                                                   int store_port);
   // Waits for every child to exit cleanly (one that does not ends this process).
   void Wait();
   // Ends the children (rank 0 failed).
@@ -30,7 +37,8 @@ class LocalLauncher {
   LocalLauncher() = default;
   void Watch();
 
-  std::vector<pid_t> pids_;  // index = rank - 1
+  int first_rank_ = 0;
+  std::vector<pid_t> pids_;  // index = rank - first_rank_
   std::thread watcher_;
 };
 

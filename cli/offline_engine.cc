@@ -82,13 +82,6 @@ pb::SamplingParams DefaultSampling() {
   return s;
 }
 
-int64_t DefaultMaxModelLen(const ModelConfig& config) {
-  if (config.rope.type == "dynamic" && config.rope.factor > 1.0) {
-    return static_cast<int64_t>(static_cast<double>(config.max_position_embeddings) * config.rope.factor);
-  }
-  return config.max_position_embeddings;
-}
-
 SchedulerOptions MakeSchedulerOptions(const ModelConfig& config, const EngineOptions& options, int32_t num_dp) {
   SchedulerOptions s;
   s.num_dp = num_dp;

@@ -47,8 +47,6 @@ struct EngineOptions {
 
 // The scheduler options for a model under `options` with `num_dp` DP ranks.
 SchedulerOptions MakeSchedulerOptions(const ModelConfig& config, const EngineOptions& options, int32_t num_dp);
-// Default max_model_len: max_position_embeddings, times the factor of a dynamic rope.
-int64_t DefaultMaxModelLen(const ModelConfig& config);
 // Checks every request, naming the first bad one ("request 3: ...").
 absl::Status ValidateAll(const Scheduler& scheduler, const std::vector<GenerationRequest>& requests);
 

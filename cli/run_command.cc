@@ -2,7 +2,6 @@
 // processes (started here, by mpirun, or by another launcher) over gloo.
 #include "cli/run_command.h"
 
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -11,9 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "cli/int_list.h"
 #include "cli/launch.h"
 #include "cli/offline_engine.h"
+#include "cli/result_json.h"
 #include "parallel/bootstrap.h"
 #include "parallel/process_groups.h"
 #include "worker/layout.h"
@@ -22,35 +22,6 @@
 
 namespace lattice {
 namespace {
-
-absl::StatusOr<std::vector<int32_t>> ParseInts(const std::string& text, const char* flag) {
-  std::vector<int32_t> values;
-  for (absl::string_view part : absl::StrSplit(text, ',')) {
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
-    int32_t value = 0;
-    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
-    if (part.empty() || ec != std::errc() || end != part.data() + part.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(flag, ": '", std::string(part), "' in \"", text, "\" is not a token id"));
-    }
-    values.push_back(value);
-  }
-  return values;
-}
-
-nlohmann::json ResultToJson(const GenerationResult& result) {
-  nlohmann::json logprobs = nlohmann::json::array();
-  for (const TokenLogprobs& token : result.logprobs) {
-    nlohmann::json pairs = nlohmann::json::array();
-    for (const auto& [id, logprob] : token) pairs.push_back({id, logprob});
-    logprobs.push_back(std::move(pairs));
-  }
-  return {{"prompt_ids", result.prompt_ids},
-          {"output_ids", result.output_ids},
-          {"logprobs", std::move(logprobs)},
-          {"finish_reason", std::string(FinishReasonName(result.finish_reason))}};
-}
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "lattice run: %s\n", std::string(status.message()).c_str());
@@ -64,7 +35,8 @@ void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult
                static_cast<long long>(stats.max_tokens_in_step), num_blocks);
   for (const GenerationResult& result : results) {
     if (o.json) {
-      std::cout << ResultToJson(result).dump() << "\n";
+      std::cout << ResultToJson(result.prompt_ids, result.output_ids, result.logprobs, result.finish_reason).dump()
+                << "\n";
     } else {
       std::cout << "prompt " << nlohmann::json(result.prompt_ids).dump() << " -> "
                 << nlohmann::json(result.output_ids).dump() << " (" << FinishReasonName(result.finish_reason)
@@ -159,7 +131,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
   if (!layout.ok()) return Fail(layout.status());
   DistributedOptions options;
   if (!o.pp_layers.empty()) {
-    absl::StatusOr<std::vector<int32_t>> layers = ParseInts(o.pp_layers, "--pp-layers");
+    absl::StatusOr<std::vector<int32_t>> layers = ParseIntList(o.pp_layers, "--pp-layers");
     if (!layers.ok()) return Fail(layers.status());
     options.pp_layers.assign(layers->begin(), layers->end());
   }
@@ -170,7 +142,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
   std::vector<GenerationRequest> requests;
   std::vector<int64_t> blocks_per_dp(o.dp, 0);
   for (const std::string& text : o.prompt_ids) {
-    absl::StatusOr<std::vector<int32_t>> ids = ParseInts(text, "--prompt-ids");
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--prompt-ids");
     if (!ids.ok()) return Fail(ids.status());
     GenerationRequest request;
     request.prompt_ids = *std::move(ids);
@@ -242,7 +214,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     info.store_server = std::shared_ptr<TcpStoreServer>(std::move(*server));
     launch = std::move(info);
     absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
-        LocalLauncher::Start(argv, parallel.world_size(), "127.0.0.1", launch->store_port);
+        LocalLauncher::StartRanks(argv, parallel.world_size(), "127.0.0.1", launch->store_port);
     if (!started.ok()) return Fail(started.status());
     launcher = *std::move(started);
   }

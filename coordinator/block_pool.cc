@@ -81,15 +81,15 @@ struct BlockPool::Impl {
     uint64_t canonical_generation = 0;
   };
 
-  Impl(int32_t num_blocks, int32_t block_size, bool enabled)
-      : block_size(block_size), enabled(enabled), blocks(num_blocks) {
+  Impl(int32_t num_blocks, int32_t block_size) : block_size(block_size), blocks(num_blocks) {
     for (int32_t b = 1; b < num_blocks; ++b) PushBack(b);
   }
 
   int32_t num_blocks() const { return static_cast<int32_t>(blocks.size()); }
 
   void CheckBlock(int32_t block) const {
-    LATTICE_CHECK_MSG(block > 0 && block < num_blocks(), "block %d outside [1, %d)", block, num_blocks());
+    LATTICE_CHECK_MSG(block > 0 && block < num_blocks(), "block %d outside [1, %d)", block,
+                      num_blocks());
   }
 
   // The free queue.
@@ -161,13 +161,14 @@ struct BlockPool::Impl {
     ++blk.ref_count;
   }
 
+  // Queries count the tokens of the full blocks a lookup considered (at most max_blocks
+  // of them), hits the tokens of the blocks it returned.
   void Record(int64_t num_looked_up, size_t num_hit) {
     prefix_queries += num_looked_up * block_size;
     prefix_hits += static_cast<int64_t>(num_hit) * block_size;
   }
 
   const int32_t block_size;
-  const bool enabled;
   std::vector<Block> blocks;
   int32_t head = kNone;
   int32_t tail = kNone;
@@ -184,8 +185,9 @@ void BlockPool::ImplDeleter::operator()(Impl* impl) const { delete impl; }
 
 BlockPool::BlockPool(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching)
     : block_size_(block_size), enable_prefix_caching_(enable_prefix_caching) {
-  LATTICE_CHECK_MSG(num_blocks >= 1 && block_size >= 1, "num_blocks %d, block_size %d", num_blocks, block_size);
-  impl_.reset(new Impl(num_blocks, block_size, enable_prefix_caching));
+  LATTICE_CHECK_MSG(num_blocks >= 1 && block_size >= 1, "num_blocks %d, block_size %d", num_blocks,
+                    block_size);
+  impl_.reset(new Impl(num_blocks, block_size));
 }
 
 std::vector<BlockHash> BlockPool::HashBlocks(std::span<const int32_t> tokens) const {
@@ -199,7 +201,8 @@ std::vector<BlockHash> BlockPool::HashBlocks(std::span<const int32_t> tokens) co
   return hashes;
 }
 
-std::vector<int32_t> BlockPool::GetComputedBlocks(std::span<const BlockHash> hashes, int32_t max_blocks) {
+std::vector<int32_t> BlockPool::GetComputedBlocks(std::span<const BlockHash> hashes,
+                                                  int32_t max_blocks) {
   LATTICE_CHECK(max_blocks >= 0);
   std::vector<int32_t> hit;
   if (!enable_prefix_caching_) return hit;
@@ -215,12 +218,14 @@ std::vector<int32_t> BlockPool::GetComputedBlocks(std::span<const BlockHash> has
   return hit;
 }
 
-std::vector<int32_t> BlockPool::GetComputedBlocksVerified(std::span<const int32_t> tokens, int32_t max_blocks) {
+std::vector<int32_t> BlockPool::GetComputedBlocksVerified(std::span<const int32_t> tokens,
+                                                          int32_t max_blocks) {
   LATTICE_CHECK(max_blocks >= 0);
   std::vector<int32_t> hit;
   if (!enable_prefix_caching_) return hit;
   Impl& p = *impl_;
-  const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()) / block_size_, max_blocks);
+  const int64_t n =
+      std::min<int64_t>(static_cast<int64_t>(tokens.size()) / block_size_, max_blocks);
   BlockHash hash = 0;
   int32_t parent = kNoParent;
   uint64_t parent_generation = 0;
@@ -228,7 +233,8 @@ std::vector<int32_t> BlockPool::GetComputedBlocksVerified(std::span<const int32_
     const std::span<const int32_t> block_tokens = tokens.subspan(i * block_size_, block_size_);
     hash = p.VerifiedHash(hash, block_tokens);
     const auto it = p.map.find(hash);
-    if (it == p.map.end() || !p.KeyMatches(it->second, parent, parent_generation, block_tokens)) break;
+    if (it == p.map.end() || !p.KeyMatches(it->second, parent, parent_generation, block_tokens))
+      break;
     parent = it->second;
     parent_generation = p.blocks[parent].generation;
     p.Take(parent);
@@ -272,7 +278,8 @@ void BlockPool::CacheFullBlock(int32_t block, BlockHash hash) {
   blk.cached = true;
 }
 
-void BlockPool::CacheFullBlockVerified(int32_t block, int32_t parent_block, std::span<const int32_t> tokens) {
+void BlockPool::CacheFullBlockVerified(int32_t block, int32_t parent_block,
+                                       std::span<const int32_t> tokens) {
   Impl& p = *impl_;
   p.CheckBlock(block);
   LATTICE_CHECK_MSG(static_cast<int64_t>(tokens.size()) == block_size_, "%zu tokens, block size %d",
@@ -290,8 +297,8 @@ void BlockPool::CacheFullBlockVerified(int32_t block, int32_t parent_block, std:
   if (parent_block != kNoParent) {
     p.CheckBlock(parent_block);
     const Impl::Block& pb = p.blocks[parent_block];
-    LATTICE_CHECK_MSG(pb.ref_count > 0 && pb.filled, "parent block %d of block %d is not cached", parent_block,
-                      block);
+    LATTICE_CHECK_MSG(pb.ref_count > 0 && pb.filled, "parent block %d of block %d is not cached",
+                      parent_block, block);
     parent_hash = pb.hash;
     parent = pb.canonical;
     parent_generation = pb.canonical_generation;
@@ -307,7 +314,8 @@ void BlockPool::CacheFullBlockVerified(int32_t block, int32_t parent_block, std:
   if (it != p.map.end()) {
     const int32_t owner = it->second;
     const Impl::Block& o = p.blocks[owner];
-    if (p.KeyMatches(owner, parent, parent_generation, tokens)) {  // the same prefix: share its entry
+    if (p.KeyMatches(owner, parent, parent_generation,
+                     tokens)) {  // the same prefix: share its entry
       blk.canonical = owner;
       blk.canonical_generation = o.generation;
       return;
@@ -324,7 +332,8 @@ void BlockPool::CacheFullBlockVerified(int32_t block, int32_t parent_block, std:
   blk.canonical = block;
   blk.canonical_generation = blk.generation;
   if (p.tokens.empty()) p.tokens.resize(static_cast<size_t>(p.num_blocks()) * block_size_);
-  std::copy(tokens.begin(), tokens.end(), p.tokens.begin() + static_cast<int64_t>(block) * block_size_);
+  std::copy(tokens.begin(), tokens.end(),
+            p.tokens.begin() + static_cast<int64_t>(block) * block_size_);
 }
 
 void BlockPool::Free(std::span<const int32_t> blocks) {
@@ -379,7 +388,8 @@ void BlockPool::CheckInvariants() const {
   bool seen_cached = false;
   for (int32_t b = p.head, prev = kNone; b != kNone; prev = b, b = p.blocks[b].next) {
     const Impl::Block& blk = p.blocks[b];
-    LATTICE_CHECK_MSG(b > 0 && blk.in_free_queue && blk.ref_count == 0 && blk.prev == prev, "queue at block %d", b);
+    LATTICE_CHECK_MSG(b > 0 && blk.in_free_queue && blk.ref_count == 0 && blk.prev == prev,
+                      "queue at block %d", b);
     LATTICE_CHECK_MSG(blk.cached || !seen_cached, "plain block %d after a cached one", b);
     seen_cached = seen_cached || blk.cached;
     if (blk.next == kNone) LATTICE_CHECK(p.tail == b);
@@ -390,7 +400,8 @@ void BlockPool::CheckInvariants() const {
   int32_t cached = 0;
   for (int32_t b = 1; b < p.num_blocks(); ++b) {
     const Impl::Block& blk = p.blocks[b];
-    LATTICE_CHECK_MSG(blk.ref_count >= 0 && (blk.ref_count > 0) != blk.in_free_queue, "block %d", b);
+    LATTICE_CHECK_MSG(blk.ref_count >= 0 && (blk.ref_count > 0) != blk.in_free_queue, "block %d",
+                      b);
     used += blk.ref_count > 0;
     if (blk.cached) {
       ++cached;
@@ -405,7 +416,8 @@ void BlockPool::CheckInvariants() const {
 
 void BlockPool::set_hash_bits_for_testing(int bits) {
   LATTICE_CHECK(bits >= 0 && bits <= 64 && impl_->map.empty());
-  impl_->hash_mask = bits == 64 ? std::numeric_limits<BlockHash>::max() : (BlockHash{1} << bits) - 1;
+  impl_->hash_mask =
+      bits == 64 ? std::numeric_limits<BlockHash>::max() : (BlockHash{1} << bits) - 1;
 }
 
 }  // namespace lattice

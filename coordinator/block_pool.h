@@ -66,7 +66,8 @@ class BlockPool {
   // cached through the other.
   //
   // Like GetComputedBlocks, for the leading full blocks of `tokens` (hashed here).
-  std::vector<int32_t> GetComputedBlocksVerified(std::span<const int32_t> tokens, int32_t max_blocks);
+  std::vector<int32_t> GetComputedBlocksVerified(std::span<const int32_t> tokens,
+                                                 int32_t max_blocks);
   // Like CacheFullBlock: `block` holds `tokens` (block_size of them) following
   // `parent_block` (the previous entry of the sequence's block table, itself cached
   // through this call or hit by GetComputedBlocksVerified), or kNoParent for the first.

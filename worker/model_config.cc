@@ -620,4 +620,11 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   }
 }
 
+int64_t DefaultMaxModelLen(const ModelConfig& config) {
+  if (config.rope.type == "dynamic" && config.rope.factor > 1.0) {
+    return static_cast<int64_t>(static_cast<double>(config.max_position_embeddings) * config.rope.factor);
+  }
+  return config.max_position_embeddings;
+}
+
 }  // namespace lattice

@@ -84,4 +84,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& config);
 // Reads `dir`/config.json and, if present, `dir`/generation_config.json.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 
+// Default max_model_len: max_position_embeddings, times the factor of a dynamic rope.
+int64_t DefaultMaxModelLen(const ModelConfig& config);
+
 }  // namespace lattice

@@ -23,6 +23,9 @@ enum class Family { kHashed, kVerified };
 std::string FamilyName(const testing::TestParamInfo<Family>& info) {
   return info.param == Family::kHashed ? "Hashed" : "Verified";
 }
+void PrintTo(Family family, std::ostream* os) {
+  *os << (family == Family::kHashed ? "Hashed" : "Verified");
+}
 
 // Calls one family's lookup and cache functions the way a scheduler does.
 class Driver {
@@ -30,12 +33,14 @@ class Driver {
   Driver(BlockPool& pool, Family family) : pool_(pool), family_(family) {}
 
   std::vector<int32_t> Lookup(std::span<const int32_t> tokens, int32_t max_blocks) {
-    if (family_ == Family::kHashed) return pool_.GetComputedBlocks(pool_.HashBlocks(tokens), max_blocks);
+    if (family_ == Family::kHashed)
+      return pool_.GetComputedBlocks(pool_.HashBlocks(tokens), max_blocks);
     return pool_.GetComputedBlocksVerified(tokens, max_blocks);
   }
 
   // Caches entries [from, to) of a block table that holds `tokens`.
-  void Cache(std::span<const int32_t> table, std::span<const int32_t> tokens, int32_t from, int32_t to) {
+  void Cache(std::span<const int32_t> table, std::span<const int32_t> tokens, int32_t from,
+             int32_t to) {
     const int32_t bs = pool_.block_size();
     const std::vector<BlockHash> hashes = pool_.HashBlocks(tokens);
     for (int32_t i = from; i < to; ++i) {
@@ -72,7 +77,8 @@ struct Seq {
 
 // Admits a sequence: takes its cached prefix (full blocks, at most `max_blocks`),
 // allocates the rest and caches every full block it computed.
-Seq Admit(BlockPool& pool, Driver& driver, std::vector<int32_t> tokens, int32_t max_blocks = 1 << 30) {
+Seq Admit(BlockPool& pool, Driver& driver, std::vector<int32_t> tokens,
+          int32_t max_blocks = 1 << 30) {
   const int32_t bs = pool.block_size();
   Seq seq;
   seq.tokens = std::move(tokens);
@@ -114,7 +120,8 @@ TEST(BlockPoolHash, IsDeterministicAndChained) {
   // Order, sign and zero tokens matter.
   EXPECT_NE(BlockPool::HashBlock(0, std::vector<int32_t>{2, 1, 3, 4}), ha);
   EXPECT_NE(BlockPool::HashBlock(0, std::vector<int32_t>{-1, 2, 3, 4}), BlockPool::HashBlock(0, a));
-  EXPECT_NE(BlockPool::HashBlock(0, std::vector<int32_t>{0, 0}), BlockPool::HashBlock(0, std::vector<int32_t>{0}));
+  EXPECT_NE(BlockPool::HashBlock(0, std::vector<int32_t>{0, 0}),
+            BlockPool::HashBlock(0, std::vector<int32_t>{0}));
 
   BlockPool pool(8, 4);
   std::vector<int32_t> tokens = a;
@@ -196,7 +203,7 @@ TEST_P(BlockPoolFamilyTest, AllocateTooManyReturnsNulloptAndChangesNothing) {
   BlockPool pool(7, 2);
   Driver driver(pool, GetParam());
   Seq a = Admit(pool, driver, Tokens({1, 2}, 2));
-  pool.Free(a.table);  // two evictable cached blocks
+  pool.Free(a.table);                           // two evictable cached blocks
   Seq b = Admit(pool, driver, Tokens({3}, 2));  // one in use
   const BlockPoolStats before = pool.stats();
   EXPECT_EQ(before.num_free, 5);
@@ -307,7 +314,7 @@ TEST_P(BlockPoolFamilyTest, FreeInReverseEvictsTheTailFirst) {
 TEST_P(BlockPoolFamilyTest, PlainFreedBlocksAreReusedBeforeCachedOnes) {
   BlockPool pool(5, 2);
   Driver driver(pool, GetParam());
-  Seq a = Admit(pool, driver, Tokens({1}, 2, 1));  // one cached block, one partial
+  Seq a = Admit(pool, driver, Tokens({1}, 2, 1));                // one cached block, one partial
   std::optional<std::vector<int32_t>> other = pool.Allocate(2);  // the rest, uncached
   ASSERT_TRUE(other.has_value());
   pool.Free(a.table);
@@ -333,9 +340,11 @@ TEST_P(BlockPoolFamilyTest, LookupStopsAtTheFirstMissAndAtMaxBlocks) {
   EXPECT_EQ(lookup(Tokens({1, 2, 3, 4}, 4), 10), t);
   EXPECT_EQ(lookup(Tokens({1, 2, 3, 4}, 4), 2), (std::vector<int32_t>{t[0], t[1]}));
   EXPECT_TRUE(lookup(Tokens({1, 2, 3, 4}, 4), 0).empty());
-  EXPECT_EQ(lookup(Tokens({1, 9, 3, 4}, 4), 10), std::vector<int32_t>{t[0]});  // blocks after a miss too
+  EXPECT_EQ(lookup(Tokens({1, 9, 3, 4}, 4), 10),
+            std::vector<int32_t>{t[0]});  // blocks after a miss too
   EXPECT_TRUE(lookup(Tokens({9, 2, 3, 4}, 4), 10).empty());
-  EXPECT_EQ(lookup(Tokens({1, 2}, 4, 3), 10), (std::vector<int32_t>{t[0], t[1]}));  // partial block ignored
+  EXPECT_EQ(lookup(Tokens({1, 2}, 4, 3), 10),
+            (std::vector<int32_t>{t[0], t[1]}));  // partial block ignored
   std::vector<int32_t> changed = Tokens({1, 2, 3}, 4);
   changed.back() += 1;  // one token of the third block differs
   EXPECT_EQ(lookup(changed, 10), (std::vector<int32_t>{t[0], t[1]}));
@@ -467,8 +476,8 @@ TEST_P(BlockPoolFamilyTest, ChildOfADuplicateBlockIsCached) {
   pool.CheckInvariants();
 }
 
-INSTANTIATE_TEST_SUITE_P(BlockPool, BlockPoolFamilyTest, testing::Values(Family::kHashed, Family::kVerified),
-                         FamilyName);
+INSTANTIATE_TEST_SUITE_P(BlockPool, BlockPoolFamilyTest,
+                         testing::Values(Family::kHashed, Family::kVerified), FamilyName);
 
 // ---------------------------------------------------------------------------------------
 // What each family does about hash collisions.
@@ -627,10 +636,12 @@ TEST_P(BlockPoolModelCheck, RandomOperationsMatchAReferenceModel) {
   };
   // Caches the seq's full blocks up to `upto`.
   auto cache = [&](ModelSeq& seq, int32_t upto) {
-    upto = std::min(upto, static_cast<int32_t>(std::min(seq.tokens.size() / kBs, seq.table.size())));
+    upto =
+        std::min(upto, static_cast<int32_t>(std::min(seq.tokens.size() / kBs, seq.table.size())));
     if (upto <= seq.num_cached) return;
     driver.Cache(seq.table, seq.tokens, seq.num_cached, upto);
-    for (int32_t i = seq.num_cached; i < upto; ++i) content[seq.table[i]] = prefix(seq.tokens, (i + 1) * kBs);
+    for (int32_t i = seq.num_cached; i < upto; ++i)
+      content[seq.table[i]] = prefix(seq.tokens, (i + 1) * kBs);
     seq.num_cached = upto;
   };
   auto release = [&](ModelSeq& seq) {
@@ -654,7 +665,8 @@ TEST_P(BlockPoolModelCheck, RandomOperationsMatchAReferenceModel) {
     }
     num_hit_blocks += seq.table.size();
     seq.num_cached = static_cast<int32_t>(seq.table.size());
-    const int32_t needed = static_cast<int32_t>((seq.tokens.size() + kBs - 1) / kBs - seq.table.size());
+    const int32_t needed =
+        static_cast<int32_t>((seq.tokens.size() + kBs - 1) / kBs - seq.table.size());
     if (!allocate(seq, needed)) {
       release(seq);  // the scheduler gives the hit back and waits
       return;
@@ -678,7 +690,8 @@ TEST_P(BlockPoolModelCheck, RandomOperationsMatchAReferenceModel) {
     std::map<int32_t, std::vector<int32_t>> held;
     for (const ModelSeq& s : seqs) {
       for (size_t i = 0; i < s.table.size(); ++i) {
-        const auto [it, inserted] = held.try_emplace(s.table[i], prefix(s.tokens, std::min(s.tokens.size(), (i + 1) * kBs)));
+        const auto [it, inserted] = held.try_emplace(
+            s.table[i], prefix(s.tokens, std::min(s.tokens.size(), (i + 1) * kBs)));
         if (!inserted) {
           ASSERT_TRUE(content[s.table[i]].has_value());
           ASSERT_EQ(it->second, prefix(s.tokens, (i + 1) * kBs)) << "block " << s.table[i];
@@ -696,8 +709,10 @@ TEST_P(BlockPoolModelCheck, RandomOperationsMatchAReferenceModel) {
       ModelSeq& seq = seqs[i];
       cache(seq, static_cast<int32_t>(seq.tokens.size() / kBs));  // the last step completed
       for (int n = uniform(1, 5); n > 0; --n) seq.tokens.push_back(uniform(0, 2));
-      const int32_t needed = static_cast<int32_t>((seq.tokens.size() + kBs - 1) / kBs - seq.table.size());
-      if (seq.tokens.size() > kMaxLen || !allocate(seq, std::max(needed, 0))) {  // finished or preempted
+      const int32_t needed =
+          static_cast<int32_t>((seq.tokens.size() + kBs - 1) / kBs - seq.table.size());
+      if (seq.tokens.size() > kMaxLen ||
+          !allocate(seq, std::max(needed, 0))) {  // finished or preempted
         release(seq);
         seqs.erase(seqs.begin() + i);
       }
@@ -726,11 +741,12 @@ TEST_P(BlockPoolModelCheck, RandomOperationsMatchAReferenceModel) {
   EXPECT_GT(s.prefix_queries, s.prefix_hits);
 }
 
-INSTANTIATE_TEST_SUITE_P(BlockPool, BlockPoolModelCheck,
-                         testing::Values(ModelParam{Family::kHashed, 64, "Hashed"},
-                                         ModelParam{Family::kVerified, 64, "Verified"},
-                                         ModelParam{Family::kVerified, 3, "VerifiedWith3BitHashes"}),
-                         [](const testing::TestParamInfo<ModelParam>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    BlockPool, BlockPoolModelCheck,
+    testing::Values(ModelParam{Family::kHashed, 64, "Hashed"},
+                    ModelParam{Family::kVerified, 64, "Verified"},
+                    ModelParam{Family::kVerified, 3, "VerifiedWith3BitHashes"}),
+    [](const testing::TestParamInfo<ModelParam>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace lattice

@@ -1,0 +1,24 @@
+// The JSON object printed per prompt by `lattice run --json` and `lattice generate --json`
+// (and mirrored by tests/e2e/python_client.py). One function, so that the offline engine's
+// lines and the server's lines compare equal as text.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/scheduler.h"
+
+namespace lattice {
+
+// {"finish_reason":"length"|"stop","logprobs":[[[id,logprob],...],...],"output_ids":[...],
+//  "prompt_ids":[...]}: `logprobs` has one list per output token (best first), or is empty
+// when none were asked for. nlohmann::json keeps keys sorted, so dump() prints them in that
+// order whatever order they were added in.
+nlohmann::json ResultToJson(const std::vector<int32_t>& prompt_ids,
+                            const std::vector<int32_t>& output_ids,
+                            const std::vector<TokenLogprobs>& logprobs,
+                            FinishReason finish_reason);
+
+}  // namespace lattice

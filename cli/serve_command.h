@@ -1,0 +1,37 @@
+// `lattice serve` (the coordinator plus its workers as child processes on this
+// machine) and `lattice coordinator` (the coordinator alone; workers start on their
+// own with `lattice worker --coordinator HOST:PORT`, e.g. on Kubernetes).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace lattice {
+
+struct ServeOptions {
+  std::string model_dir;
+  std::string host = "0.0.0.0";
+  int port = 50051;  // 0: any free port (printed)
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;
+  int ep = 1;
+  std::string pp_layers;
+  int num_micro_batches = 0;
+  int block_size = 16;
+  std::string kv_cache_memory = "256M";  // per worker
+  int max_num_batched_tokens = 2048;
+  int max_num_seqs = 256;
+  bool no_prefix_caching = false;
+  int max_queued_requests = 4096;
+  int store_port = 0;    // the rendezvous store; 0: any free port
+  std::string store_host;  // what workers dial for the store; default: this host's address
+  std::string device = "cpu";
+};
+
+void AddServeFlags(CLI::App& app, ServeOptions& options);
+// `spawn_workers`: serve (true) or coordinator (false).
+int ServeCommand(const ServeOptions& options, bool spawn_workers);
+
+}  // namespace lattice

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""A second, independent client of the public lattice.v1 API, for end-to-end tests.
+
+It sends what `lattice generate` sends (one streaming Generate RPC per prompt, all at once)
+and prints the same JSON lines as `lattice generate --json` / `lattice run --json`, one per
+prompt in input order, so a test can compare the three as text. It uses gRPC Python
+(Debian's python3-grpcio and python3-protobuf) with the stubs that the build generates
+from proto/ into <build>/python (target lattice_python_proto); pass that folder as
+--stubs or in LATTICE_PYTHON_STUBS.
+
+A failed RPC prints `python_client: <CODE>: <message>` to stderr and exits 2, as
+`lattice generate` does.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import sys
+import time
+
+# What `lattice generate` allows, for the same reason: large logprob chunks.
+MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", required=True, help="HOST:PORT")
+    parser.add_argument("--prompt-ids", action="append", required=True,
+                        help="comma-separated prompt token ids; repeat for more prompts")
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--top-p", type=float, default=None, help="unset: left unset in the request")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--min-p", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=None, help="unset: the server picks one")
+    parser.add_argument("--logprobs", type=int, default=0)
+    parser.add_argument("--ignore-eos", action="store_true")
+    parser.add_argument("--stop-token-ids", default="", help="comma-separated")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds each request may take, reaching the server included (0: no limit)")
+    parser.add_argument("--stubs", default=os.environ.get("LATTICE_PYTHON_STUBS"),
+                        help="folder holding lattice/v1/lattice_pb2*.py (default: $LATTICE_PYTHON_STUBS)")
+    return parser.parse_args(argv)
+
+
+def import_stubs(stubs_dir):
+    """Returns (lattice_pb2, lattice_pb2_grpc); the generated modules import each other as
+    `lattice.v1.*`, so their root goes on sys.path rather than being loaded by file name."""
+    if stubs_dir:
+        sys.path.insert(0, os.path.abspath(stubs_dir))
+    from lattice.v1 import lattice_pb2, lattice_pb2_grpc  # pylint: disable=import-outside-toplevel
+    return lattice_pb2, lattice_pb2_grpc
+
+
+def parse_ids(text, flag):
+    """Like the C++ ParseIntList, except that an empty text is an empty list (as in
+    `lattice generate`, so that the server's rejection of an empty prompt can be tested)."""
+    if text == "":
+        return []
+    try:
+        return [int(part.strip(" ")) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"python_client: INVALID_ARGUMENT: {flag}: \"{text}\" is not a list of token ids")
+
+
+def build_requests(pb2, args):
+    stop_token_ids = parse_ids(args.stop_token_ids, "--stop-token-ids")
+    requests = []
+    for text in args.prompt_ids:
+        request = pb2.GenerateRequest(
+            prompt_ids=parse_ids(text, "--prompt-ids"),
+            max_tokens=args.max_tokens,
+            logprobs=args.logprobs,
+            ignore_eos=args.ignore_eos,
+            stop_token_ids=stop_token_ids)
+        sampling = request.sampling
+        sampling.temperature = args.temperature
+        sampling.top_k = args.top_k
+        sampling.min_p = args.min_p
+        # Optional fields stay unset unless given, so the server's defaults apply.
+        if args.top_p is not None:
+            sampling.top_p = args.top_p
+        if args.seed is not None:
+            sampling.seed = args.seed
+        requests.append(request)
+    return requests
+
+
+def json_number(value):
+    # nlohmann::json prints a non-finite float as null; Python would print -Infinity.
+    return value if math.isfinite(value) else None
+
+
+def finish_reason_name(pb2, reason):
+    return {pb2.FINISH_REASON_LENGTH: "length", pb2.FINISH_REASON_STOP: "stop"}.get(reason, "none")
+
+
+def generate(pb2, stub, request, timeout):
+    """Runs one streaming RPC to its end; returns the result as `lattice run --json` has it."""
+    output_ids, logprobs, finish_reason = [], [], pb2.FINISH_REASON_UNSPECIFIED
+    for response in stub.Generate(request, timeout=timeout, wait_for_ready=True):
+        output_ids.extend(response.token_ids)
+        for top in response.logprobs:
+            logprobs.append([[c.token_id, json_number(c.logprob)] for c in top.candidates])
+        if response.finish_reason != pb2.FINISH_REASON_UNSPECIFIED:
+            finish_reason = response.finish_reason
+    if finish_reason == pb2.FINISH_REASON_UNSPECIFIED:
+        raise RuntimeError("the stream ended without a finish reason")
+    return {"prompt_ids": list(request.prompt_ids), "output_ids": output_ids, "logprobs": logprobs,
+            "finish_reason": finish_reason_name(pb2, finish_reason)}
+
+
+def dump(result):
+    # nlohmann::json::dump(): keys sorted, no spaces. Floats print shortest-round-trip in
+    # both (a proto float arrives here as the same double nlohmann widens it to).
+    return json.dumps(result, sort_keys=True, separators=(",", ":"))
+
+
+def main(argv):
+    args = parse_args(argv)
+    pb2, pb2_grpc = import_stubs(args.stubs)
+    import grpc  # pylint: disable=import-outside-toplevel
+
+    requests = build_requests(pb2, args)
+    # One deadline from the start for everything, reaching the server included, as in
+    # `lattice generate`.
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+
+    def remaining():
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+    channel = grpc.insecure_channel(args.server,
+                                    options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)])
+    try:
+        grpc.channel_ready_future(channel).result(timeout=remaining())
+    except grpc.FutureTimeoutError:
+        print(f"python_client: UNAVAILABLE: cannot reach {args.server} within {args.timeout:g} s", file=sys.stderr)
+        return 2
+    stub = pb2_grpc.LatticeStub(channel)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        futures = [pool.submit(generate, pb2, stub, request, remaining()) for request in requests]
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except grpc.RpcError as error:
+                errors.append(f"{error.code().name}: {error.details()}")
+            except RuntimeError as error:
+                errors.append(f"INTERNAL: {error}")
+    channel.close()
+    if errors:
+        for line in dict.fromkeys(errors):  # each distinct failure once, in input order
+            print(f"python_client: {line}", file=sys.stderr)
+        return 2
+    for result in results:
+        print(dump(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

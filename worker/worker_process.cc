@@ -1,0 +1,381 @@
+// The serving worker (see worker_process.h): the control-plane state machine
+// Register -> Assignment -> Loaded -> CacheConfig -> StepRequest* -> Shutdown.
+#include "worker/worker_process.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gloo/rendezvous/prefix_store.h"
+#include "parallel/process_groups.h"
+#include "parallel/tcp_store.h"
+#include "worker/control_client.h"
+#include "worker/kv_cache.h"
+#include "worker/layout.h"
+#include "worker/model.h"
+#include "worker/model_config.h"
+#include "worker/model_runner.h"
+#include "worker/sequence_table.h"
+
+namespace lattice {
+namespace {
+
+// How long tearing down after a failure may take. Gloo waits for peers to receive
+// what this rank sent, and after a failure they may be gone.
+constexpr std::chrono::seconds kFailureTeardownGrace{10};
+// How long the Shutdown barrier waits for the other ranks. Peers that are only
+// behind by the steps they still hold arrive well within it; a failed peer (the
+// coordinator also sends Shutdown when one worker failed) never does.
+constexpr std::chrono::seconds kShutdownBarrierGrace{60};
+
+#define WORKER_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    if (absl::Status s = (expr); !s.ok()) return s;  \
+  } while (0)
+
+// Ends the process with exit code 1, printing `why`, unless destroyed within `grace`:
+// bounds waits on peers that may be gone.
+class ExitTimer {
+ public:
+  ExitTimer(std::chrono::milliseconds grace, std::string why)
+      : thread_([this, grace, why = std::move(why)] {
+          if (done_.WaitForNotificationWithTimeout(absl::FromChrono(grace))) return;
+          std::fprintf(stderr, "lattice worker: %s; exiting\n", why.c_str());
+          std::fflush(stderr);
+          std::_Exit(1);
+        }) {}
+  ~ExitTimer() {
+    done_.Notify();
+    thread_.join();
+  }
+
+ private:
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+std::string KindName(const pb::CoordinatorMessage& message) {
+  const auto* field = pb::CoordinatorMessage::descriptor()->FindFieldByNumber(message.kind_case());
+  return field != nullptr ? field->name() : "an empty message";
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+// One rank's serving state. Members are declared in construction order, so they are
+// destroyed runner first and store last.
+class Worker {
+ public:
+  Worker(const WorkerOptions& options, int registered_rank, ControlClient& client)
+      : options_(options), registered_rank_(registered_rank), client_(client) {}
+
+  // Returns OK after Shutdown; otherwise the first error.
+  absl::Status Run();
+  int rank() const { return rank_ >= 0 ? rank_ : registered_rank_; }
+
+ private:
+  // The next message that is not a heartbeat (the coordinator's heartbeats need no
+  // answer: the worker never times out on its own). UNAVAILABLE when the stream ends.
+  absl::StatusOr<pb::CoordinatorMessage> Next(const char* waiting_for);
+  absl::Status Load(const pb::Assignment& assignment);
+  absl::Status AllocateCache(const pb::CacheConfig& cache);
+  absl::Status Serve();
+  absl::Status Leave(const pb::Shutdown& shutdown);
+  absl::Status Send(const pb::WorkerMessage& message, const char* what);
+
+  const WorkerOptions& options_;
+  const int registered_rank_;
+  ControlClient& client_;
+  int rank_ = -1;
+  int32_t block_size_ = 0;
+  int64_t kv_cache_memory_bytes_ = 0;
+  int32_t max_num_blocks_ = 0;
+  pb::ModelSummary summary_;
+  std::unique_ptr<TcpStoreClient> store_;
+  std::unique_ptr<gloo::rendezvous::PrefixStore> run_store_;
+  ProcessGroups groups_;
+  std::unique_ptr<DecoderModel> model_;
+  std::optional<SequenceTable> table_;
+  std::unique_ptr<ModelRunner> runner_;
+};
+
+absl::StatusOr<pb::CoordinatorMessage> Worker::Next(const char* waiting_for) {
+  pb::CoordinatorMessage message;
+  while (client_.Read(&message)) {
+    if (!message.has_heartbeat()) return message;
+  }
+  return absl::UnavailableError(absl::StrCat("the coordinator ended the control stream while this worker waited for ",
+                                             waiting_for));
+}
+
+absl::Status Worker::Send(const pb::WorkerMessage& message, const char* what) {
+  if (client_.Write(message)) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("the control stream broke sending ", what));
+}
+
+absl::Status Unexpected(const pb::CoordinatorMessage& message, const char* waiting_for) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("protocol error: the coordinator sent ", KindName(message), " while this worker waited for ",
+                   waiting_for));
+}
+
+absl::Status Worker::Run() {
+  absl::StatusOr<pb::CoordinatorMessage> message = Next("an Assignment");
+  if (!message.ok()) return message.status();
+  if (message->has_shutdown()) return Leave(message->shutdown());
+  if (!message->has_assignment()) return Unexpected(*message, "an Assignment");
+  WORKER_RETURN_IF_ERROR(Load(message->assignment()));
+  pb::WorkerMessage loaded;
+  loaded.mutable_loaded()->set_rank(rank_);
+  loaded.mutable_loaded()->set_max_num_blocks(max_num_blocks_);
+  *loaded.mutable_loaded()->mutable_model() = summary_;
+  WORKER_RETURN_IF_ERROR(Send(loaded, "Loaded"));
+
+  message = Next("a CacheConfig");
+  if (!message.ok()) return message.status();
+  if (message->has_shutdown()) return Leave(message->shutdown());
+  if (!message->has_cache_config()) return Unexpected(*message, "a CacheConfig");
+  WORKER_RETURN_IF_ERROR(AllocateCache(message->cache_config()));
+  return Serve();
+}
+
+absl::Status Worker::Load(const pb::Assignment& a) {
+  rank_ = a.rank();
+  if (rank_ < 0 || rank_ >= a.world_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the assignment's rank ", rank_, " is outside its world of ", a.world_size()));
+  }
+  // The launcher's rank encodes placement (TP groups inside a node): never override it.
+  if (registered_rank_ >= 0 && rank_ != registered_rank_) {
+    return absl::FailedPreconditionError(absl::StrCat("the coordinator assigned rank ", rank_,
+                                                      " to a worker launched as rank ", registered_rank_));
+  }
+  if (a.block_size() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the assignment's block_size is ", a.block_size()));
+  }
+  block_size_ = a.block_size();
+  const ParallelConfig parallel{.tp = a.parallel().tp(), .pp = a.parallel().pp(), .dp = a.parallel().dp(),
+                                .ep = a.parallel().ep()};
+  absl::StatusOr<RankLayout> layout = RankLayout::Create(a.world_size(), parallel);
+  if (!layout.ok()) return layout.status();
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(a.model_dir());
+  if (!config.ok()) return config.status();
+  const std::vector<int> pp_layers(a.pp_layers().begin(), a.pp_layers().end());
+  WORKER_RETURN_IF_ERROR(ValidateLayoutForModel(*config, parallel, pp_layers));
+
+  // Groups first, then weights: every rank joins right after its assignment, so a
+  // slow load on one rank cannot run out a peer's rendezvous timeout.
+  absl::StatusOr<std::unique_ptr<TcpStoreClient>> store =
+      TcpStoreClient::Connect(a.store_host(), a.store_port(), {.connect_timeout = options_.connect_timeout});
+  if (!store.ok()) return store.status();
+  store_ = *std::move(store);
+  // Keys under the run id: a restarted group never meets its predecessor's keys.
+  run_store_ = std::make_unique<gloo::rendezvous::PrefixStore>(a.run_id(), *store_);
+  GlooOptions gloo;
+  gloo.hostname = options_.data_plane_host;
+  absl::StatusOr<ProcessGroups> groups = MakeGlooProcessGroups(*layout, rank_, *run_store_, gloo);
+  if (!groups.ok()) return groups.status();
+  groups_ = *std::move(groups);
+
+  const ModelShard shard = ShardFor(*config, *layout, rank_, pp_layers);
+  absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(a.model_dir(), *config, shard);
+  if (!model.ok()) return model.status();
+  model_ = *std::move(model);
+
+  kv_cache_memory_bytes_ = a.kv_cache_memory_bytes() > 0     ? a.kv_cache_memory_bytes()
+                           : options_.kv_cache_memory_bytes > 0 ? options_.kv_cache_memory_bytes
+                                                                : kDefaultCpuKvCacheMemoryBytes;
+  const int64_t bytes_per_block =
+      static_cast<int64_t>(KvCache::BytesPerBlock(model_->kv_cache_shape(), block_size_));
+  const int64_t blocks = std::min<int64_t>(kv_cache_memory_bytes_ / bytes_per_block,
+                                           std::numeric_limits<int32_t>::max());
+  // The count includes the null block 0, which the coordinator never hands out.
+  if (blocks < 2) {
+    return absl::ResourceExhaustedError(absl::StrCat(kv_cache_memory_bytes_, " bytes of KV cache memory hold ", blocks,
+                                                     " blocks of ", bytes_per_block,
+                                                     " bytes; a worker needs at least 2 (the null block and one)"));
+  }
+  max_num_blocks_ = static_cast<int32_t>(blocks);
+  summary_.set_architecture(config->architecture_name);
+  summary_.set_vocab_size(config->vocab_size);
+  summary_.set_max_model_len(DefaultMaxModelLen(*config));
+  summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
+  summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
+  summary_.set_hidden_size(config->hidden_size);
+  const int end_layer = shard.end_layer < 0 ? static_cast<int>(config->num_hidden_layers) : shard.end_layer;
+  std::fprintf(stderr,
+               "lattice worker: rank %d of %d (%s) loaded layers [%d, %d) of %s; %d KV blocks of %d tokens "
+               "fit in %lld bytes\n",
+               rank_, a.world_size(), parallel.ToString().c_str(), shard.first_layer, end_layer,
+               a.model_dir().c_str(), max_num_blocks_, block_size_, static_cast<long long>(kv_cache_memory_bytes_));
+  return absl::OkStatus();
+}
+
+absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
+  // max_num_blocks was computed for the assignment's block size.
+  if (cache.block_size() != block_size_) {
+    return absl::InvalidArgumentError(absl::StrCat("CacheConfig.block_size ", cache.block_size(),
+                                                   " differs from the assignment's ", block_size_));
+  }
+  if (cache.num_blocks() < 2 || cache.num_blocks() > max_num_blocks_) {
+    return absl::InvalidArgumentError(absl::StrCat("CacheConfig.num_blocks ", cache.num_blocks(),
+                                                   " is outside [2, ", max_num_blocks_, "] (what this worker holds)"));
+  }
+  table_.emplace(groups_.coords.dp_rank, block_size_, cache.num_blocks());
+  const bool pipelined = groups_.pp->size() > 1;
+  runner_ = std::make_unique<ModelRunner>(
+      *model_, KvCacheOptions{.num_blocks = cache.num_blocks(), .block_size = block_size_},
+      RunnerPlacement{.tp = groups_.tp.get(), .ep = groups_.ep.get(), .pp = pipelined ? groups_.pp.get() : nullptr});
+  return absl::OkStatus();
+}
+
+absl::Status Worker::Serve() {
+  while (true) {
+    absl::StatusOr<pb::CoordinatorMessage> message = Next("a StepRequest");
+    if (!message.ok()) return message.status();
+    if (message->has_shutdown()) return Leave(message->shutdown());
+    if (!message->has_step()) return Unexpected(*message, "a StepRequest");
+    const pb::StepRequest& step = message->step();
+    absl::StatusOr<std::vector<ScheduledChunk>> chunks = table_->Apply(step);
+    if (!chunks.ok()) return chunks.status();
+    const std::vector<SampledToken> tokens = runner_->Execute(step.step(), step.micro_batch(), *chunks);
+    if (!runner_->samples()) continue;
+    pb::WorkerMessage result;
+    *result.mutable_step_result() = table_->MakeResult(step.step(), tokens);
+    WORKER_RETURN_IF_ERROR(Send(result, "a StepResult"));
+  }
+}
+
+absl::Status Worker::Leave(const pb::Shutdown& shutdown) {
+  std::fprintf(stderr, "lattice worker: rank %d shutting down%s%s\n", rank(), shutdown.reason().empty() ? "" : ": ",
+               shutdown.reason().c_str());
+  // Nothing is left to report, and the coordinator may close the stream while the
+  // barrier below waits for slower peers: that must not end the process.
+  client_.StopHeartbeats();
+  // Leave together: a peer may still be receiving what this rank sent last.
+  if (groups_.world != nullptr) {
+    ExitTimer bound(kShutdownBarrierGrace,
+                    absl::StrCat("the other ranks did not reach the shutdown barrier within ",
+                                 kShutdownBarrierGrace.count(), " s (one of them failed?)"));
+    groups_.world->Barrier();
+  }
+  return absl::OkStatus();
+}
+
+// Logs an error as it happens (the tear-down after it may take a while).
+absl::Status Fail(int rank, const absl::Status& status) {
+  std::fprintf(stderr, "lattice worker (rank %d): %s\n", rank, status.ToString().c_str());
+  std::fflush(stderr);
+  return status;
+}
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerOptions& options) {
+  if (options.device == "cuda") {
+    return Fail(-1, absl::UnimplementedError("--device cuda: the CUDA backend arrives with the GPU issue"));
+  }
+  if (options.device != "cpu") {
+    return Fail(-1, absl::InvalidArgumentError(absl::StrCat("--device ", options.device, ": expected cpu or cuda")));
+  }
+  if (options.heartbeat_interval.count() <= 0 || options.kv_cache_memory_bytes < 0) {
+    return Fail(-1, absl::InvalidArgumentError("the heartbeat interval must be positive and the KV memory not negative"));
+  }
+  absl::StatusOr<int> rank = DiscoverWorkerRank(options.rank);
+  if (!rank.ok()) return Fail(-1, rank.status());
+
+  pb::WorkerMessage hello;
+  pb::Register& r = *hello.mutable_register_();
+  r.set_rank(*rank);
+  r.set_hostname(HostName());
+  r.set_pid(static_cast<int32_t>(::getpid()));
+  r.set_device(options.device);
+  r.set_data_plane_host(options.data_plane_host);
+  absl::StatusOr<std::unique_ptr<ControlClient>> client =
+      ControlClient::Connect(options.coordinator, options.connect_timeout, hello);
+  if (!client.ok()) return Fail(*rank, client.status());
+  (*client)->StartHeartbeats(options.heartbeat_interval);
+  std::fprintf(stderr, "lattice worker: registered with %s as rank %d\n", options.coordinator.c_str(), *rank);
+
+  auto worker = std::make_unique<Worker>(options, *rank, **client);
+  absl::Status status = worker->Run();
+  if (status.ok()) {
+    worker.reset();  // after the barrier: every peer is done with this rank
+    (*client)->Close().IgnoreError();  // a coordinator that hung up first is fine
+    return absl::OkStatus();
+  }
+  if ((*client)->broken()) {
+    const absl::Status call = (*client)->Close();
+    status = absl::Status(status.code(), absl::StrCat(status.message(), " (the call ended: ", call.ToString(), ")"));
+  } else {
+    pb::WorkerMessage error;
+    error.mutable_error()->set_message(status.ToString());
+    (*client)->Write(error);
+    (*client)->Close().IgnoreError();
+  }
+  Fail(worker->rank(), status).IgnoreError();
+  ExitTimer bound(kFailureTeardownGrace, "tear-down is waiting on peers that are gone");
+  worker.reset();
+  return status;
+}
+
+absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  int64_t value = 0;
+  const auto [rest, ec] = std::from_chars(begin, end, value);
+  auto invalid = [&](const char* why) {
+    return absl::InvalidArgumentError(absl::StrCat("byte size '", std::string(text), "': ", why));
+  };
+  if (ec == std::errc::result_out_of_range) return invalid("too large");
+  if (ec != std::errc() || text.empty() || text.front() == '-') {
+    return invalid("expected a non-negative integer with an optional unit (512M, 2G)");
+  }
+  std::string unit(rest, end);
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::tolower(c); });
+  int shift = -1;
+  if (unit.empty() || unit == "b") shift = 0;
+  const std::string_view letters = "kmgt";
+  for (size_t i = 0; i < letters.size() && shift < 0; ++i) {
+    const std::string l(1, letters[i]);
+    if (unit == l || unit == l + "b" || unit == l + "i" || unit == l + "ib") shift = 10 * static_cast<int>(i + 1);
+  }
+  if (shift < 0) return invalid("unknown unit (expected B, K, M, G or T)");
+  if (value > (std::numeric_limits<int64_t>::max() >> shift)) return invalid("too large");
+  return value << shift;
+}
+
+absl::StatusOr<int> DiscoverWorkerRank(std::optional<int> flag) {
+  if (flag.has_value()) {
+    if (*flag < -1) return absl::InvalidArgumentError(absl::StrCat("--rank ", *flag, ": expected >= 0 (or -1)"));
+    return *flag;
+  }
+  for (const char* name : {"LWS_WORKER_INDEX", "RANK"}) {
+    const char* text = std::getenv(name);
+    if (text == nullptr) continue;
+    const std::string_view value(text);
+    int rank = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), rank);
+    if (value.empty() || ec != std::errc() || end != value.data() + value.size() || rank < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, "='", std::string(value), "' is not a rank (a non-negative integer)"));
+    }
+    return rank;
+  }
+  return -1;
+}
+
+}  // namespace lattice
