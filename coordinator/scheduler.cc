@@ -38,7 +38,6 @@ struct Scheduler::Sequence {
   int32_t num_outputs = 0;
   int64_t num_computed_tokens = 0;  // tokens whose K/V are (or, in flight, will be) cached
   std::vector<int32_t> block_table;
-  std::vector<BlockHash> block_hashes;  // chained hashes of the full blocks of `tokens`
   int32_t num_registered_blocks = 0;    // leading blocks recorded in the prefix cache
   int32_t num_blocks_sent = 0;          // blocks the workers know of
   bool known_to_workers = false;
@@ -179,18 +178,11 @@ void Scheduler::Preempt(DpRank& dp, Sequence& seq) {
 // Takes a waiting sequence's longest cached prefix (leaving at least one token to
 // compute, whose logits it samples from).
 void Scheduler::Admit(DpRank& dp, Sequence& seq) {
-  const int32_t bs = options_.block_size;
-  const BlockHash parent = seq.block_hashes.empty() ? 0 : seq.block_hashes.back();
-  const int64_t full = static_cast<int64_t>(seq.tokens.size()) / bs;
-  BlockHash hash = parent;
-  for (int64_t b = static_cast<int64_t>(seq.block_hashes.size()); b < full; ++b) {
-    hash = BlockPool::HashBlock(hash, std::span<const int32_t>(seq.tokens.data() + b * bs, bs));
-    seq.block_hashes.push_back(hash);
-  }
-  const int32_t max_blocks = static_cast<int32_t>((static_cast<int64_t>(seq.tokens.size()) - 1) / bs);
-  seq.block_table = dp.pool.GetComputedBlocks(seq.block_hashes, max_blocks);
+  const int32_t max_blocks = static_cast<int32_t>((static_cast<int64_t>(seq.tokens.size()) - 1) / options_.block_size);
+  // Verified: a hit's whole token prefix equals this sequence's, whatever the hashes do.
+  seq.block_table = dp.pool.GetComputedBlocksVerified(seq.tokens, max_blocks);
   seq.num_registered_blocks = static_cast<int32_t>(seq.block_table.size());
-  seq.num_computed_tokens = static_cast<int64_t>(seq.block_table.size()) * bs;
+  seq.num_computed_tokens = static_cast<int64_t>(seq.block_table.size()) * options_.block_size;
   if (!seq.admitted_once) {
     seq.num_cached_tokens = static_cast<int32_t>(
         std::min<int64_t>(seq.num_computed_tokens, static_cast<int64_t>(seq.request.prompt_ids.size())));
@@ -203,11 +195,8 @@ void Scheduler::CacheFullBlocks(DpRank& dp, Sequence& seq) {
   const int32_t full = static_cast<int32_t>(
       std::min<int64_t>(seq.num_computed_tokens / bs, static_cast<int64_t>(seq.block_table.size())));
   for (int32_t b = seq.num_registered_blocks; b < full; ++b) {
-    const BlockHash parent = b == 0 ? 0 : seq.block_hashes[b - 1];
-    if (static_cast<int32_t>(seq.block_hashes.size()) == b) {
-      seq.block_hashes.push_back(BlockPool::HashBlock(parent, std::span<const int32_t>(seq.tokens.data() + b * bs, bs)));
-    }
-    dp.pool.CacheFullBlock(seq.block_table[b], seq.block_hashes[b]);
+    dp.pool.CacheFullBlockVerified(seq.block_table[b], b == 0 ? BlockPool::kNoParent : seq.block_table[b - 1],
+                                   std::span<const int32_t>(seq.tokens.data() + b * bs, bs));
   }
   seq.num_registered_blocks = std::max(seq.num_registered_blocks, full);
 }

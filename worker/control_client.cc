@@ -56,10 +56,10 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(const std:
   absl::Status last = absl::OkStatus();
   while (true) {
     if (!channel->WaitForConnected(deadline)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "could not reach the coordinator at ", target, " within ",
-          std::chrono::duration_cast<std::chrono::seconds>(connect_timeout).count(), " s",
-          last.ok() ? "" : absl::StrCat(" (last attempt: ", last.ToString(), ")")));
+      return absl::DeadlineExceededError(
+          absl::StrCat("could not reach the coordinator at ", target, " within ",
+                       absl::FormatDuration(absl::FromChrono(connect_timeout)),
+                       last.ok() ? "" : absl::StrCat(" (last attempt: ", last.ToString(), ")")));
     }
     // A ClientContext serves one call, so each attempt is a fresh client.
     std::unique_ptr<ControlClient> client(new ControlClient(target, channel));

@@ -365,7 +365,7 @@ absl::StatusOr<int> DiscoverWorkerRank(std::optional<int> flag) {
   }
   for (const char* name : {"LWS_WORKER_INDEX", "RANK"}) {
     const char* text = std::getenv(name);
-    if (text == nullptr) continue;
+    if (text == nullptr || text[0] == '\0') continue;  // empty is unset, as in bootstrap.h
     const std::string_view value(text);
     int rank = 0;
     const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), rank);

@@ -53,7 +53,8 @@ absl::Status RunWorker(const WorkerOptions& options);
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
 // The rank a worker registers with: `flag` (--rank) if set, else LWS_WORKER_INDEX,
-// else RANK, else -1 (the coordinator assigns one). INVALID_ARGUMENT naming the
+// else RANK, else -1 (the coordinator assigns one); an empty variable counts as unset.
+// INVALID_ARGUMENT naming the
 // flag or variable when the value is not a non-negative integer.
 absl::StatusOr<int> DiscoverWorkerRank(std::optional<int> flag);
 

@@ -49,6 +49,42 @@ int WaitProcess(int pid, int timeout_s) {
   return -1;
 }
 
+BackgroundProcess StartWithFirstLine(const std::vector<std::string>& argv, int timeout_s) {
+  int out_pipe[2];
+  if (pipe(out_pipe) != 0) std::abort();
+  BackgroundProcess process;
+  process.pid = fork();
+  if (process.pid == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, STDERR_FILENO);
+    close(out_pipe[0]);
+    Exec(argv, {});
+  }
+  close(out_pipe[1]);
+  process.stdout_fd = out_pipe[0];
+  pollfd fd = {process.stdout_fd, POLLIN, 0};
+  char c;
+  for (int waited_ms = 0; waited_ms < timeout_s * 1000;) {
+    if (poll(&fd, 1, 100) <= 0) {
+      waited_ms += 100;
+      continue;
+    }
+    if (read(process.stdout_fd, &c, 1) != 1 || c == '\n') break;
+    process.first_line += c;
+  }
+  return process;
+}
+
+int StopProcess(BackgroundProcess& process, int timeout_s) {
+  if (process.pid <= 0) return -1;
+  kill(process.pid, SIGTERM);
+  const int code = WaitProcess(process.pid, timeout_s);
+  if (process.stdout_fd >= 0) close(process.stdout_fd);
+  process.pid = -1;
+  return code;
+}
+
 ProcessResult RunProcess(const std::vector<std::string>& argv, const EnvOverrides& env) {
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) std::abort();

@@ -94,6 +94,14 @@ TEST(DiscoverWorkerRankTest, LeaderWorkerSetIndexBeforeRank) {
   EXPECT_EQ(*DiscoverWorkerRank(std::nullopt), 3);
 }
 
+TEST(DiscoverWorkerRankTest, EmptyVariablesCountAsUnset) {
+  ScopedRankEnv env;
+  env.Set("LWS_WORKER_INDEX", "");
+  EXPECT_EQ(*DiscoverWorkerRank(std::nullopt), -1);
+  env.Set("RANK", "4");
+  EXPECT_EQ(*DiscoverWorkerRank(std::nullopt), 4);
+}
+
 TEST(DiscoverWorkerRankTest, BadValuesNameTheirSource) {
   {
     ScopedRankEnv env;
@@ -104,7 +112,7 @@ TEST(DiscoverWorkerRankTest, BadValuesNameTheirSource) {
     EXPECT_EQ(rank.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(rank.status().message().find("LWS_WORKER_INDEX='two'"), std::string::npos) << rank.status();
   }
-  for (const char* value : {"", "-1", "1x", " 1", "99999999999"}) {
+  for (const char* value : {"-1", "1x", " 1", "99999999999"}) {
     ScopedRankEnv env;
     env.Set("RANK", value);
     const absl::StatusOr<int> rank = DiscoverWorkerRank(std::nullopt);
