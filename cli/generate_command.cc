@@ -31,7 +31,8 @@ namespace v1 = ::lattice::v1;
 constexpr int kMaxReceiveMessageBytes = 64 << 20;
 
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "lattice generate: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
+  std::fprintf(stderr, "lattice generate: %s: %s\n",
+               absl::StatusCodeToString(status.code()).c_str(),
                std::string(status.message()).c_str());
   return 2;
 }
@@ -93,7 +94,8 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream has ended; OnDone brings its status
-    output_ids_.insert(output_ids_.end(), response_.token_ids().begin(), response_.token_ids().end());
+    output_ids_.insert(output_ids_.end(), response_.token_ids().begin(),
+                       response_.token_ids().end());
     for (const v1::TopLogprobs& top : response_.logprobs()) {
       TokenLogprobs& token = logprobs_.emplace_back();
       for (const v1::TokenLogprob& candidate : top.candidates()) {
@@ -112,7 +114,8 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 
   void OnDone(const grpc::Status& status) override {
     // The one place a gRPC status becomes an absl::Status; the codes are the same numbers.
-    status_ = absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+    status_ =
+        absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
     if (status_.ok() && finish_reason_ == FinishReason::kNone) {
       status_ = absl::InternalError(
           absl::StrCat("the stream of prompt ", index_, " ended without a finish reason"));
@@ -123,7 +126,9 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   // The rest: main thread, after the call came out of the DoneQueue.
   const absl::Status& status() const { return status_; }
 
-  nlohmann::json ToJson() const { return ResultToJson(PromptIds(), output_ids_, logprobs_, finish_reason_); }
+  nlohmann::json ToJson() const {
+    return ResultToJson(PromptIds(), output_ids_, logprobs_, finish_reason_);
+  }
 
   // The same line as `lattice run` without --json.
   std::string ToText() const {
@@ -186,7 +191,8 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> BuildRequests(const GenerateCom
 
 void AddGenerateCommandFlags(CLI::App& app, GenerateCommandOptions& o) {
   app.add_option("--server", o.server, "Lattice server address, HOST:PORT")->required();
-  app.add_option("--prompt-ids", o.prompt_ids, "Comma-separated prompt token ids; repeat for more prompts")
+  app.add_option("--prompt-ids", o.prompt_ids,
+                 "Comma-separated prompt token ids; repeat for more prompts")
       ->required();
   // No range checks on the request fields: the server validates them and names the field.
   app.add_option("--max-tokens", o.max_tokens, "Tokens to generate per prompt");
@@ -194,10 +200,12 @@ void AddGenerateCommandFlags(CLI::App& app, GenerateCommandOptions& o) {
   app.add_option("--top-p", o.top_p, "Nucleus sampling mass (unset: off)");
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 or -1: off)");
   app.add_option("--min-p", o.min_p, "Drop tokens below min_p times the top probability (0: off)");
-  app.add_option("--seed", o.seed, "Per-request sampling seed, each prompt the same (unset: the server picks)");
+  app.add_option("--seed", o.seed,
+                 "Per-request sampling seed, each prompt the same (unset: the server picks)");
   app.add_option("--logprobs", o.logprobs, "Top-k logprobs to return per output token");
   app.add_flag("--ignore-eos", o.ignore_eos, "Do not stop at the end-of-sequence token");
-  app.add_option("--stop-token-ids", o.stop_token_ids, "Comma-separated extra token ids that end generation");
+  app.add_option("--stop-token-ids", o.stop_token_ids,
+                 "Comma-separated extra token ids that end generation");
   app.add_flag("--json", o.json, "One JSON object per prompt, one per line, in input order");
   app.add_flag("--stream", o.stream, "Echo each streamed chunk of tokens to stderr");
   app.add_option("--timeout", o.timeout_s,
@@ -211,7 +219,8 @@ int GenerateCommand(const GenerateCommandOptions& o) {
 
   const gpr_timespec deadline =
       o.timeout_s > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                     gpr_time_from_millis(static_cast<int64_t>(o.timeout_s * 1000), GPR_TIMESPAN))
+                                     gpr_time_from_millis(static_cast<int64_t>(o.timeout_s * 1000),
+                                                          GPR_TIMESPAN))
                       : gpr_inf_future(GPR_CLOCK_REALTIME);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
@@ -221,7 +230,8 @@ int GenerateCommand(const GenerateCommandOptions& o) {
   // line instead of one DEADLINE_EXCEEDED per prompt, and lets a client started alongside
   // its server wait for it.
   if (!channel->WaitForConnected(deadline)) {
-    return Fail(absl::UnavailableError(absl::StrCat("cannot reach ", o.server, " within ", o.timeout_s, " s")));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot reach ", o.server, " within ", o.timeout_s, " s")));
   }
 
   v1::Lattice::Stub stub(channel);
@@ -248,7 +258,8 @@ int GenerateCommand(const GenerateCommandOptions& o) {
   }
   // JSON lines are all or nothing, in input order: a consumer pairs line i with prompt i.
   if (code == 0 && o.json) {
-    for (const std::unique_ptr<GenerateCall>& call : calls) std::cout << call->ToJson().dump() << "\n";
+    for (const std::unique_ptr<GenerateCall>& call : calls)
+      std::cout << call->ToJson().dump() << "\n";
     std::cout.flush();
   }
   return code;

@@ -17,15 +17,15 @@ struct GenerateCommandOptions {
   std::vector<std::string> prompt_ids;  // one comma-separated list per prompt
   int max_tokens = 16;
   float temperature = 0.0f;
-  std::optional<float> top_p;     // unset: the request leaves it unset (off)
+  std::optional<float> top_p;  // unset: the request leaves it unset (off)
   int top_k = 0;
   float min_p = 0.0f;
-  std::optional<uint64_t> seed;   // unset: the server picks one
+  std::optional<uint64_t> seed;  // unset: the server picks one
   int logprobs = 0;
   bool ignore_eos = false;
-  std::string stop_token_ids;     // comma-separated; empty: none
+  std::string stop_token_ids;  // comma-separated; empty: none
   bool json = false;
-  bool stream = false;            // echo each streamed chunk to stderr
+  bool stream = false;  // echo each streamed chunk to stderr
   // Deadline of every RPC, counted from the start of the command: reaching the server and
   // generating must both fit in it. 0: no deadline.
   double timeout_s = 60.0;

@@ -4,9 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "coordinator/scheduler.h"
 
@@ -18,7 +17,6 @@ namespace lattice {
 // order whatever order they were added in.
 nlohmann::json ResultToJson(const std::vector<int32_t>& prompt_ids,
                             const std::vector<int32_t>& output_ids,
-                            const std::vector<TokenLogprobs>& logprobs,
-                            FinishReason finish_reason);
+                            const std::vector<TokenLogprobs>& logprobs, FinishReason finish_reason);
 
 }  // namespace lattice

@@ -1,6 +1,8 @@
 // `lattice worker` (see worker_command.h): flags to WorkerOptions, then RunWorker.
 #include "cli/worker_command.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 
@@ -16,13 +18,16 @@ std::chrono::milliseconds Seconds(double seconds) {
 }  // namespace
 
 void AddWorkerCommandFlags(CLI::App& app, WorkerCommandOptions& o) {
-  app.add_option("--coordinator", o.coordinator, "The coordinator's control-plane address, HOST:PORT")
+  app.add_option("--coordinator", o.coordinator,
+                 "The coordinator's control-plane address, HOST:PORT")
       ->required();
   app.add_option("--rank", o.rank,
-                 "This worker's rank (default: LWS_WORKER_INDEX, else RANK, else the coordinator assigns one)")
+                 "This worker's rank (default: LWS_WORKER_INDEX, else RANK, else the coordinator "
+                 "assigns one)")
       ->check(CLI::Range(-1, 1 << 20));
-  app.add_option("--kv-cache-memory", o.kv_cache_memory,
-                 "KV cache memory, e.g. 512M or 2G, unless the coordinator sets it (default: 256M on cpu)");
+  app.add_option(
+      "--kv-cache-memory", o.kv_cache_memory,
+      "KV cache memory, e.g. 512M or 2G, unless the coordinator sets it (default: 256M on cpu)");
   app.add_option("--device", o.device, "cpu (cuda arrives with the GPU backend)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--data-plane-host", o.data_plane_host,
@@ -51,6 +56,9 @@ int WorkerCommand(const WorkerCommandOptions& o) {
     }
     options.kv_cache_memory_bytes = *bytes;
   }
+  // A peer that died makes the data plane's next write fail: let it fail as an error
+  // that names the group (gloo raises it) rather than kill the process silently.
+  ::signal(SIGPIPE, SIG_IGN);
   // RunWorker prints its errors as they happen.
   return RunWorker(options).ok() ? 0 : 1;
 }

@@ -11,9 +11,9 @@
 namespace lattice {
 
 struct WorkerCommandOptions {
-  std::string coordinator;             // HOST:PORT
-  std::optional<int> rank;             // unset: LWS_WORKER_INDEX, RANK, else assigned
-  std::string kv_cache_memory;         // "512M", "2G"; empty: the device's default
+  std::string coordinator;      // HOST:PORT
+  std::optional<int> rank;      // unset: LWS_WORKER_INDEX, RANK, else assigned
+  std::string kv_cache_memory;  // "512M", "2G"; empty: the device's default
   std::string device = "cpu";
   std::string data_plane_host = "127.0.0.1";
   double connect_timeout_s = 60.0;

@@ -152,10 +152,12 @@ void Instance::FailAll(const absl::Status& status) {
   for (auto& [seq, sink] : sinks_) sink->OnFailed(status);
   sinks_.clear();
   in_flight_.clear();
-  // The remaining workers cannot go on without the failed one.
-  pb::CoordinatorMessage message;
-  message.mutable_shutdown()->set_reason(std::string(status.message()));
-  Broadcast(message);
+  // The remaining workers cannot go on without the failed one. Closing their streams
+  // (rather than an orderly Shutdown, whose barrier would wait on the lost peer) makes
+  // them exit at once.
+  for (Worker& w : workers_) {
+    if (w.channel) w.channel->Close();
+  }
   wake_.SignalAll();
 }
 

@@ -45,11 +45,13 @@ int64_t UnixMillisNow() {
 }  // namespace
 
 ControlClient::ControlClient(std::string target, std::shared_ptr<grpc::Channel> channel)
-    : target_(std::move(target)), channel_(std::move(channel)), stub_(pb::WorkerControl::NewStub(channel_)) {}
+    : target_(std::move(target)),
+      channel_(std::move(channel)),
+      stub_(pb::WorkerControl::NewStub(channel_)) {}
 
-absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(const std::string& target,
-                                                                      std::chrono::milliseconds connect_timeout,
-                                                                      const pb::WorkerMessage& hello) {
+absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(
+    const std::string& target, std::chrono::milliseconds connect_timeout,
+    const pb::WorkerMessage& hello) {
   const auto deadline = std::chrono::system_clock::now() + connect_timeout;
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), ChannelArgs());
@@ -66,9 +68,11 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(const std:
     client->stream_ = client->stub_->Connect(&client->context_);
     if (client->Write(hello)) return client;
     last = client->Close();
-    if (last.code() != absl::StatusCode::kUnavailable || std::chrono::system_clock::now() >= deadline) {
+    if (last.code() != absl::StatusCode::kUnavailable ||
+        std::chrono::system_clock::now() >= deadline) {
       return absl::Status(last.code(),
-                          absl::StrCat("the coordinator at ", target, " refused the control stream: ", last.message()));
+                          absl::StrCat("the coordinator at ", target,
+                                       " refused the control stream: ", last.message()));
     }
     std::this_thread::sleep_for(kRetryPause);
   }
@@ -113,7 +117,8 @@ void ControlClient::StopHeartbeats() {
 void ControlClient::HeartbeatLoop(std::chrono::milliseconds interval) {
   auto stopped_within = [this](std::chrono::milliseconds wait) {
     absl::MutexLock lock(&heartbeat_mu_);
-    return heartbeat_mu_.AwaitWithTimeout(absl::Condition(&heartbeat_stop_), absl::FromChrono(wait));
+    return heartbeat_mu_.AwaitWithTimeout(absl::Condition(&heartbeat_stop_),
+                                          absl::FromChrono(wait));
   };
   while (!stopped_within(interval)) {
     pb::WorkerMessage message;
@@ -124,7 +129,8 @@ void ControlClient::HeartbeatLoop(std::chrono::milliseconds interval) {
     // (or wait on a peer's collective) with nobody left to report to.
     if (stopped_within(kStreamLossGrace)) return;
     std::fprintf(stderr,
-                 "lattice worker: the control stream to %s is gone and the worker is busy in a step or a load; "
+                 "lattice worker: the control stream to %s is gone and the worker is busy in a "
+                 "step or a load; "
                  "exiting\n",
                  target_.c_str());
     std::fflush(stderr);
@@ -146,7 +152,8 @@ absl::Status ControlClient::Close() {
   // is cancelled, since Finish would wait for it forever.
   absl::Notification drained;
   std::thread canceller([this, &drained] {
-    if (!drained.WaitForNotificationWithTimeout(absl::FromChrono(kCloseGrace))) context_.TryCancel();
+    if (!drained.WaitForNotificationWithTimeout(absl::FromChrono(kCloseGrace)))
+      context_.TryCancel();
   });
   pb::CoordinatorMessage ignored;
   while (Read(&ignored)) {

@@ -34,9 +34,9 @@ class ControlClient {
   // Dials `target` ("host:port"), retrying until `connect_timeout` passes (the
   // coordinator may start after its workers), opens the stream and sends `hello` (the
   // Register). DEADLINE_EXCEEDED when the coordinator cannot be reached in time.
-  static absl::StatusOr<std::unique_ptr<ControlClient>> Connect(const std::string& target,
-                                                                std::chrono::milliseconds connect_timeout,
-                                                                const pb::WorkerMessage& hello);
+  static absl::StatusOr<std::unique_ptr<ControlClient>> Connect(
+      const std::string& target, std::chrono::milliseconds connect_timeout,
+      const pb::WorkerMessage& hello);
   // Closes the stream if Close was not called (cancelling it first).
   ~ControlClient();
   ControlClient(const ControlClient&) = delete;

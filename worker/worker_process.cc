@@ -34,13 +34,13 @@ namespace {
 // what this rank sent, and after a failure they may be gone.
 constexpr std::chrono::seconds kFailureTeardownGrace{10};
 // How long the Shutdown barrier waits for the other ranks. Peers that are only
-// behind by the steps they still hold arrive well within it; a failed peer (the
-// coordinator also sends Shutdown when one worker failed) never does.
+// behind by the steps they still hold arrive well within it; a hung one never does
+// (a dead one fails the barrier at once).
 constexpr std::chrono::seconds kShutdownBarrierGrace{60};
 
-#define WORKER_RETURN_IF_ERROR(expr)                 \
-  do {                                               \
-    if (absl::Status s = (expr); !s.ok()) return s;  \
+#define WORKER_RETURN_IF_ERROR(expr)                \
+  do {                                              \
+    if (absl::Status s = (expr); !s.ok()) return s; \
   } while (0)
 
 // Ends the process with exit code 1, printing `why`, unless destroyed within `grace`:
@@ -103,6 +103,7 @@ class Worker {
   int32_t block_size_ = 0;
   int64_t kv_cache_memory_bytes_ = 0;
   int32_t max_num_blocks_ = 0;
+  int64_t num_steps_executed_ = 0;
   pb::ModelSummary summary_;
   std::unique_ptr<TcpStoreClient> store_;
   std::unique_ptr<gloo::rendezvous::PrefixStore> run_store_;
@@ -117,8 +118,8 @@ absl::StatusOr<pb::CoordinatorMessage> Worker::Next(const char* waiting_for) {
   while (client_.Read(&message)) {
     if (!message.has_heartbeat()) return message;
   }
-  return absl::UnavailableError(absl::StrCat("the coordinator ended the control stream while this worker waited for ",
-                                             waiting_for));
+  return absl::UnavailableError(absl::StrCat(
+      "the coordinator ended the control stream while this worker waited for ", waiting_for));
 }
 
 absl::Status Worker::Send(const pb::WorkerMessage& message, const char* what) {
@@ -127,9 +128,9 @@ absl::Status Worker::Send(const pb::WorkerMessage& message, const char* what) {
 }
 
 absl::Status Unexpected(const pb::CoordinatorMessage& message, const char* waiting_for) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("protocol error: the coordinator sent ", KindName(message), " while this worker waited for ",
-                   waiting_for));
+  return absl::FailedPreconditionError(absl::StrCat("protocol error: the coordinator sent ",
+                                                    KindName(message),
+                                                    " while this worker waited for ", waiting_for));
 }
 
 absl::Status Worker::Run() {
@@ -161,13 +162,17 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   // The launcher's rank encodes placement (TP groups inside a node): never override it.
   if (registered_rank_ >= 0 && rank_ != registered_rank_) {
     return absl::FailedPreconditionError(absl::StrCat("the coordinator assigned rank ", rank_,
-                                                      " to a worker launched as rank ", registered_rank_));
+                                                      " to a worker launched as rank ",
+                                                      registered_rank_));
   }
   if (a.block_size() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("the assignment's block_size is ", a.block_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the assignment's block_size is ", a.block_size()));
   }
   block_size_ = a.block_size();
-  const ParallelConfig parallel{.tp = a.parallel().tp(), .pp = a.parallel().pp(), .dp = a.parallel().dp(),
+  const ParallelConfig parallel{.tp = a.parallel().tp(),
+                                .pp = a.parallel().pp(),
+                                .dp = a.parallel().dp(),
                                 .ep = a.parallel().ep()};
   absl::StatusOr<RankLayout> layout = RankLayout::Create(a.world_size(), parallel);
   if (!layout.ok()) return layout.status();
@@ -178,8 +183,8 @@ absl::Status Worker::Load(const pb::Assignment& a) {
 
   // Groups first, then weights: every rank joins right after its assignment, so a
   // slow load on one rank cannot run out a peer's rendezvous timeout.
-  absl::StatusOr<std::unique_ptr<TcpStoreClient>> store =
-      TcpStoreClient::Connect(a.store_host(), a.store_port(), {.connect_timeout = options_.connect_timeout});
+  absl::StatusOr<std::unique_ptr<TcpStoreClient>> store = TcpStoreClient::Connect(
+      a.store_host(), a.store_port(), {.connect_timeout = options_.connect_timeout});
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
   // Keys under the run id: a restarted group never meets its predecessor's keys.
@@ -191,11 +196,12 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   groups_ = *std::move(groups);
 
   const ModelShard shard = ShardFor(*config, *layout, rank_, pp_layers);
-  absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(a.model_dir(), *config, shard);
+  absl::StatusOr<std::unique_ptr<DecoderModel>> model =
+      DecoderModel::Load(a.model_dir(), *config, shard);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
 
-  kv_cache_memory_bytes_ = a.kv_cache_memory_bytes() > 0     ? a.kv_cache_memory_bytes()
+  kv_cache_memory_bytes_ = a.kv_cache_memory_bytes() > 0        ? a.kv_cache_memory_bytes()
                            : options_.kv_cache_memory_bytes > 0 ? options_.kv_cache_memory_bytes
                                                                 : kDefaultCpuKvCacheMemoryBytes;
   const int64_t bytes_per_block =
@@ -204,9 +210,9 @@ absl::Status Worker::Load(const pb::Assignment& a) {
                                            std::numeric_limits<int32_t>::max());
   // The count includes the null block 0, which the coordinator never hands out.
   if (blocks < 2) {
-    return absl::ResourceExhaustedError(absl::StrCat(kv_cache_memory_bytes_, " bytes of KV cache memory hold ", blocks,
-                                                     " blocks of ", bytes_per_block,
-                                                     " bytes; a worker needs at least 2 (the null block and one)"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        kv_cache_memory_bytes_, " bytes of KV cache memory hold ", blocks, " blocks of ",
+        bytes_per_block, " bytes; a worker needs at least 2 (the null block and one)"));
   }
   max_num_blocks_ = static_cast<int32_t>(blocks);
   summary_.set_architecture(config->architecture_name);
@@ -215,12 +221,15 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
   summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
   summary_.set_hidden_size(config->hidden_size);
-  const int end_layer = shard.end_layer < 0 ? static_cast<int>(config->num_hidden_layers) : shard.end_layer;
-  std::fprintf(stderr,
-               "lattice worker: rank %d of %d (%s) loaded layers [%d, %d) of %s; %d KV blocks of %d tokens "
-               "fit in %lld bytes\n",
-               rank_, a.world_size(), parallel.ToString().c_str(), shard.first_layer, end_layer,
-               a.model_dir().c_str(), max_num_blocks_, block_size_, static_cast<long long>(kv_cache_memory_bytes_));
+  const int end_layer =
+      shard.end_layer < 0 ? static_cast<int>(config->num_hidden_layers) : shard.end_layer;
+  std::fprintf(
+      stderr,
+      "lattice worker: rank %d of %d (%s) loaded layers [%d, %d) of %s; %d KV blocks of %d tokens "
+      "fit in %lld bytes\n",
+      rank_, a.world_size(), parallel.ToString().c_str(), shard.first_layer, end_layer,
+      a.model_dir().c_str(), max_num_blocks_, block_size_,
+      static_cast<long long>(kv_cache_memory_bytes_));
   return absl::OkStatus();
 }
 
@@ -232,13 +241,16 @@ absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
   }
   if (cache.num_blocks() < 2 || cache.num_blocks() > max_num_blocks_) {
     return absl::InvalidArgumentError(absl::StrCat("CacheConfig.num_blocks ", cache.num_blocks(),
-                                                   " is outside [2, ", max_num_blocks_, "] (what this worker holds)"));
+                                                   " is outside [2, ", max_num_blocks_,
+                                                   "] (what this worker holds)"));
   }
   table_.emplace(groups_.coords.dp_rank, block_size_, cache.num_blocks());
   const bool pipelined = groups_.pp->size() > 1;
   runner_ = std::make_unique<ModelRunner>(
       *model_, KvCacheOptions{.num_blocks = cache.num_blocks(), .block_size = block_size_},
-      RunnerPlacement{.tp = groups_.tp.get(), .ep = groups_.ep.get(), .pp = pipelined ? groups_.pp.get() : nullptr});
+      RunnerPlacement{.tp = groups_.tp.get(),
+                      .ep = groups_.ep.get(),
+                      .pp = pipelined ? groups_.pp.get() : nullptr});
   return absl::OkStatus();
 }
 
@@ -251,7 +263,9 @@ absl::Status Worker::Serve() {
     const pb::StepRequest& step = message->step();
     absl::StatusOr<std::vector<ScheduledChunk>> chunks = table_->Apply(step);
     if (!chunks.ok()) return chunks.status();
-    const std::vector<SampledToken> tokens = runner_->Execute(step.step(), step.micro_batch(), *chunks);
+    const std::vector<SampledToken> tokens =
+        runner_->Execute(step.step(), step.micro_batch(), *chunks);
+    ++num_steps_executed_;
     if (!runner_->samples()) continue;
     pb::WorkerMessage result;
     *result.mutable_step_result() = table_->MakeResult(step.step(), tokens);
@@ -260,13 +274,16 @@ absl::Status Worker::Serve() {
 }
 
 absl::Status Worker::Leave(const pb::Shutdown& shutdown) {
-  std::fprintf(stderr, "lattice worker: rank %d shutting down%s%s\n", rank(), shutdown.reason().empty() ? "" : ": ",
-               shutdown.reason().c_str());
+  std::fprintf(stderr, "lattice worker: rank %d shutting down%s%s\n", rank(),
+               shutdown.reason().empty() ? "" : ": ", shutdown.reason().c_str());
   // Nothing is left to report, and the coordinator may close the stream while the
   // barrier below waits for slower peers: that must not end the process.
   client_.StopHeartbeats();
-  // Leave together: a peer may still be receiving what this rank sent last.
-  if (groups_.world != nullptr) {
+  // Leave together: a peer may still be receiving what this rank sent last. Before
+  // the first step nothing has crossed the data plane (each rank loads its shard from
+  // the checkpoint alone), so a Shutdown then (also the coordinator's answer to a peer
+  // that failed to load, which would never reach the barrier) needs none.
+  if (num_steps_executed_ > 0) {
     ExitTimer bound(kShutdownBarrierGrace,
                     absl::StrCat("the other ranks did not reach the shutdown barrier within ",
                                  kShutdownBarrierGrace.count(), " s (one of them failed?)"));
@@ -277,7 +294,8 @@ absl::Status Worker::Leave(const pb::Shutdown& shutdown) {
 
 // Logs an error as it happens (the tear-down after it may take a while).
 absl::Status Fail(int rank, const absl::Status& status) {
-  std::fprintf(stderr, "lattice worker (rank %d): %s\n", rank, status.ToString().c_str());
+  const std::string who = rank >= 0 ? absl::StrCat(" (rank ", rank, ")") : "";
+  std::fprintf(stderr, "lattice worker%s: %s\n", who.c_str(), status.ToString().c_str());
   std::fflush(stderr);
   return status;
 }
@@ -286,13 +304,16 @@ absl::Status Fail(int rank, const absl::Status& status) {
 
 absl::Status RunWorker(const WorkerOptions& options) {
   if (options.device == "cuda") {
-    return Fail(-1, absl::UnimplementedError("--device cuda: the CUDA backend arrives with the GPU issue"));
+    return Fail(
+        -1, absl::UnimplementedError("--device cuda: the CUDA backend arrives with the GPU issue"));
   }
   if (options.device != "cpu") {
-    return Fail(-1, absl::InvalidArgumentError(absl::StrCat("--device ", options.device, ": expected cpu or cuda")));
+    return Fail(-1, absl::InvalidArgumentError(
+                        absl::StrCat("--device ", options.device, ": expected cpu or cuda")));
   }
   if (options.heartbeat_interval.count() <= 0 || options.kv_cache_memory_bytes < 0) {
-    return Fail(-1, absl::InvalidArgumentError("the heartbeat interval must be positive and the KV memory not negative"));
+    return Fail(-1, absl::InvalidArgumentError(
+                        "the heartbeat interval must be positive and the KV memory not negative"));
   }
   absl::StatusOr<int> rank = DiscoverWorkerRank(options.rank);
   if (!rank.ok()) return Fail(-1, rank.status());
@@ -308,18 +329,24 @@ absl::Status RunWorker(const WorkerOptions& options) {
       ControlClient::Connect(options.coordinator, options.connect_timeout, hello);
   if (!client.ok()) return Fail(*rank, client.status());
   (*client)->StartHeartbeats(options.heartbeat_interval);
-  std::fprintf(stderr, "lattice worker: registered with %s as rank %d\n", options.coordinator.c_str(), *rank);
+  const std::string as =
+      *rank >= 0 ? absl::StrCat("as rank ", *rank) : "(the coordinator assigns the rank)";
+  std::fprintf(stderr, "lattice worker: registered with %s %s\n", options.coordinator.c_str(),
+               as.c_str());
 
   auto worker = std::make_unique<Worker>(options, *rank, **client);
   absl::Status status = worker->Run();
   if (status.ok()) {
-    worker.reset();  // after the barrier: every peer is done with this rank
+    worker.reset();                    // after the barrier: every peer is done with this rank
     (*client)->Close().IgnoreError();  // a coordinator that hung up first is fine
     return absl::OkStatus();
   }
   if ((*client)->broken()) {
     const absl::Status call = (*client)->Close();
-    status = absl::Status(status.code(), absl::StrCat(status.message(), " (the call ended: ", call.ToString(), ")"));
+    // The call's own code says more (a rejected registration, a dead coordinator).
+    status =
+        absl::Status(call.ok() ? status.code() : call.code(),
+                     absl::StrCat(status.message(), " (the call ended: ", call.ToString(), ")"));
   } else {
     pb::WorkerMessage error;
     error.mutable_error()->set_message(status.ToString());
@@ -345,13 +372,15 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
     return invalid("expected a non-negative integer with an optional unit (512M, 2G)");
   }
   std::string unit(rest, end);
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(unit.begin(), unit.end(), unit.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   int shift = -1;
   if (unit.empty() || unit == "b") shift = 0;
   const std::string_view letters = "kmgt";
   for (size_t i = 0; i < letters.size() && shift < 0; ++i) {
     const std::string l(1, letters[i]);
-    if (unit == l || unit == l + "b" || unit == l + "i" || unit == l + "ib") shift = 10 * static_cast<int>(i + 1);
+    if (unit == l || unit == l + "b" || unit == l + "i" || unit == l + "ib")
+      shift = 10 * static_cast<int>(i + 1);
   }
   if (shift < 0) return invalid("unknown unit (expected B, K, M, G or T)");
   if (value > (std::numeric_limits<int64_t>::max() >> shift)) return invalid("too large");
@@ -360,7 +389,8 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
 
 absl::StatusOr<int> DiscoverWorkerRank(std::optional<int> flag) {
   if (flag.has_value()) {
-    if (*flag < -1) return absl::InvalidArgumentError(absl::StrCat("--rank ", *flag, ": expected >= 0 (or -1)"));
+    if (*flag < -1)
+      return absl::InvalidArgumentError(absl::StrCat("--rank ", *flag, ": expected >= 0 (or -1)"));
     return *flag;
   }
   for (const char* name : {"LWS_WORKER_INDEX", "RANK"}) {

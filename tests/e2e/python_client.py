@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A second, independent client of the public lattice.v1 API, for end-to-end tests.
 
 It sends what `lattice generate` sends (one streaming Generate RPC per prompt, all at once)
@@ -6,7 +6,8 @@ and prints the same JSON lines as `lattice generate --json` / `lattice run --jso
 prompt in input order, so a test can compare the three as text. It uses gRPC Python
 (Debian's python3-grpcio and python3-protobuf) with the stubs that the build generates
 from proto/ into <build>/python (target lattice_python_proto); pass that folder as
---stubs or in LATTICE_PYTHON_STUBS.
+--stubs or in LATTICE_PYTHON_STUBS, and run it with /usr/bin/python3 (the interpreter those
+packages serve). nlohmann_json.py beside it prints floats digit for digit as nlohmann does.
 
 A failed RPC prints `python_client: <CODE>: <message>` to stderr and exits 2, as
 `lattice generate` does.
@@ -14,11 +15,14 @@ A failed RPC prints `python_client: <CODE>: <message>` to stderr and exits 2, as
 
 import argparse
 import concurrent.futures
-import json
-import math
 import os
+import re
 import sys
 import time
+
+# Beside this file: prints floats digit for digit as the C++ side does (a proto float
+# arrives here as the same double that nlohmann widens it to).
+import nlohmann_json
 
 # What `lattice generate` allows, for the same reason: large logprob chunks.
 MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
@@ -40,29 +44,51 @@ def parse_args(argv):
     parser.add_argument("--stop-token-ids", default="", help="comma-separated")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds each request may take, reaching the server included (0: no limit)")
+    parser.add_argument("--json", action="store_true",
+                        help="accepted for command lines shared with `lattice generate`; output is always JSON")
     parser.add_argument("--stubs", default=os.environ.get("LATTICE_PYTHON_STUBS"),
                         help="folder holding lattice/v1/lattice_pb2*.py (default: $LATTICE_PYTHON_STUBS)")
     return parser.parse_args(argv)
 
 
 def import_stubs(stubs_dir):
-    """Returns (lattice_pb2, lattice_pb2_grpc); the generated modules import each other as
-    `lattice.v1.*`, so their root goes on sys.path rather than being loaded by file name."""
+    """Returns (grpc, lattice_pb2, lattice_pb2_grpc). The generated modules import each other
+    as `lattice.v1.*`, so their root goes on sys.path rather than being loaded by file name."""
     if stubs_dir:
         sys.path.insert(0, os.path.abspath(stubs_dir))
-    from lattice.v1 import lattice_pb2, lattice_pb2_grpc  # pylint: disable=import-outside-toplevel
-    return lattice_pb2, lattice_pb2_grpc
+    # pylint: disable=import-outside-toplevel
+    try:
+        import grpc
+        from google import protobuf  # noqa: F401
+    except ImportError as error:
+        # Debian's packages serve Debian's interpreter only, not e.g. a pyenv python3 on PATH.
+        raise SystemExit(f"python_client: {error}: run with /usr/bin/python3 after "
+                         "scripts/install-deps.sh (python3-grpcio, python3-protobuf)")
+    try:
+        from lattice.v1 import lattice_pb2, lattice_pb2_grpc
+    except ImportError as error:
+        raise SystemExit(f"python_client: {error}: pass --stubs <build>/python or set LATTICE_PYTHON_STUBS "
+                         "(built by the lattice_python_proto target)")
+    return grpc, lattice_pb2, lattice_pb2_grpc
+
+
+def fail(line):
+    print(f"python_client: {line}", file=sys.stderr)
+    sys.exit(2)
 
 
 def parse_ids(text, flag):
-    """Like the C++ ParseIntList, except that an empty text is an empty list (as in
+    """As the C++ ParseIntList, except that an empty text is an empty list (as in
     `lattice generate`, so that the server's rejection of an empty prompt can be tested)."""
     if text == "":
         return []
-    try:
-        return [int(part.strip(" ")) for part in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"python_client: INVALID_ARGUMENT: {flag}: \"{text}\" is not a list of token ids")
+    ids = []
+    for part in text.split(","):
+        part = part.strip(" ")
+        if not re.fullmatch(r"-?[0-9]+", part) or not -2**31 <= int(part) < 2**31:
+            fail(f"INVALID_ARGUMENT: {flag}: '{part}' in \"{text}\" is not a token id")
+        ids.append(int(part))
+    return ids
 
 
 def build_requests(pb2, args):
@@ -88,11 +114,6 @@ def build_requests(pb2, args):
     return requests
 
 
-def json_number(value):
-    # nlohmann::json prints a non-finite float as null; Python would print -Infinity.
-    return value if math.isfinite(value) else None
-
-
 def finish_reason_name(pb2, reason):
     return {pb2.FINISH_REASON_LENGTH: "length", pb2.FINISH_REASON_STOP: "stop"}.get(reason, "none")
 
@@ -103,7 +124,7 @@ def generate(pb2, stub, request, timeout):
     for response in stub.Generate(request, timeout=timeout, wait_for_ready=True):
         output_ids.extend(response.token_ids)
         for top in response.logprobs:
-            logprobs.append([[c.token_id, json_number(c.logprob)] for c in top.candidates])
+            logprobs.append([[c.token_id, c.logprob] for c in top.candidates])
         if response.finish_reason != pb2.FINISH_REASON_UNSPECIFIED:
             finish_reason = response.finish_reason
     if finish_reason == pb2.FINISH_REASON_UNSPECIFIED:
@@ -112,16 +133,9 @@ def generate(pb2, stub, request, timeout):
             "finish_reason": finish_reason_name(pb2, finish_reason)}
 
 
-def dump(result):
-    # nlohmann::json::dump(): keys sorted, no spaces. Floats print shortest-round-trip in
-    # both (a proto float arrives here as the same double nlohmann widens it to).
-    return json.dumps(result, sort_keys=True, separators=(",", ":"))
-
-
 def main(argv):
     args = parse_args(argv)
-    pb2, pb2_grpc = import_stubs(args.stubs)
-    import grpc  # pylint: disable=import-outside-toplevel
+    grpc, pb2, pb2_grpc = import_stubs(args.stubs)
 
     requests = build_requests(pb2, args)
     # One deadline from the start for everything, reaching the server included, as in
@@ -136,8 +150,7 @@ def main(argv):
     try:
         grpc.channel_ready_future(channel).result(timeout=remaining())
     except grpc.FutureTimeoutError:
-        print(f"python_client: UNAVAILABLE: cannot reach {args.server} within {args.timeout:g} s", file=sys.stderr)
-        return 2
+        fail(f"UNAVAILABLE: cannot reach {args.server} within {args.timeout:g} s")
     stub = pb2_grpc.LatticeStub(channel)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(requests)) as pool:
@@ -154,9 +167,9 @@ def main(argv):
     if errors:
         for line in dict.fromkeys(errors):  # each distinct failure once, in input order
             print(f"python_client: {line}", file=sys.stderr)
-        return 2
+        sys.exit(2)
     for result in results:
-        print(dump(result))
+        print(nlohmann_json.dumps(result))
     return 0
 
 

@@ -17,7 +17,8 @@ TEST(IntListTest, RejectsEmptyPartsJunkAndOverflowNamingTheFlag) {
     absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--stop-token-ids");
     ASSERT_FALSE(ids.ok()) << text;
     EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument) << text;
-    EXPECT_NE(ids.status().message().find("--stop-token-ids"), absl::string_view::npos) << ids.status();
+    EXPECT_NE(ids.status().message().find("--stop-token-ids"), absl::string_view::npos)
+        << ids.status();
   }
 }
 

@@ -5,8 +5,8 @@
 #include "worker/worker_process.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -33,8 +33,8 @@ TEST(ParseByteSizeTest, PlainBytesAndBinaryUnits) {
 }
 
 TEST(ParseByteSizeTest, RejectsWhatIsNotASize) {
-  for (const char* text : {"", "M", "-1", "-1G", "1.5G", "1 G", " 1G", "1G ", "1X", "1iB", "1GG", "1Gb2", "+5",
-                           "0x10", "1e9"}) {
+  for (const char* text : {"", "M", "-1", "-1G", "1.5G", "1 G", " 1G", "1G ", "1X", "1iB", "1GG",
+                           "1Gb2", "+5", "0x10", "1e9"}) {
     const absl::StatusOr<int64_t> parsed = ParseByteSize(text);
     ASSERT_FALSE(parsed.ok()) << "'" << text << "' parsed as " << *parsed;
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
@@ -110,7 +110,8 @@ TEST(DiscoverWorkerRankTest, BadValuesNameTheirSource) {
     const absl::StatusOr<int> rank = DiscoverWorkerRank(std::nullopt);
     ASSERT_FALSE(rank.ok());
     EXPECT_EQ(rank.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(rank.status().message().find("LWS_WORKER_INDEX='two'"), std::string::npos) << rank.status();
+    EXPECT_NE(rank.status().message().find("LWS_WORKER_INDEX='two'"), std::string::npos)
+        << rank.status();
   }
   for (const char* value : {"-1", "1x", " 1", "99999999999"}) {
     ScopedRankEnv env;

@@ -1,0 +1,359 @@
+// The serving path end to end: `lattice serve` (coordinator plus worker processes on
+// loopback) answering real gRPC clients: ours (`lattice generate`, and the C++ stub
+// for concurrency, cancellation and status), and a Python client generated from
+// proto/. Outputs must equal `lattice run`; the cluster must survive bad input,
+// preempt under a small KV pool, reuse prefixes, overlap pipeline micro-batches and
+// free every block of a cancelled stream.
+#include <chrono>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "lattice/v1/lattice.grpc.pb.h"
+#include "tests/e2e/fixtures.h"
+#include "tests/e2e/run_process.h"
+
+namespace lattice {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::FixtureNames;
+using testing::FixturesDir;
+using testing::ReadJson;
+
+// `lattice serve` in the background; stopped (SIGTERM) when destroyed.
+class Server {
+ public:
+  Server(const fs::path& model, std::vector<std::string> flags) {
+    std::vector<std::string> argv = {LATTICE_BINARY, "serve", "--model", model.string(), "--host", "127.0.0.1",
+                                     "--port", "0"};
+    if (std::find(flags.begin(), flags.end(), "--kv-cache-memory") == flags.end()) {
+      flags.insert(flags.end(), {"--kv-cache-memory", "8M"});  // small: many servers share CI's memory
+    }
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    process_ = testing::StartWithFirstLine(argv, 60);
+    const size_t colon = process_.first_line.rfind(':');
+    EXPECT_NE(colon, std::string::npos) << "no listening line: " << process_.first_line;
+    address_ = "127.0.0.1:" + process_.first_line.substr(colon + 1);
+    stub_ = v1::Lattice::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    // Ready once the model info is known (every worker loaded).
+    for (int i = 0; i < 600; ++i) {
+      grpc::ClientContext context;
+      v1::ModelInfo info;
+      if (stub_->GetModelInfo(&context, {}, &info).ok()) {
+        ready_ = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(ready_) << "the server did not become ready";
+  }
+  ~Server() { EXPECT_EQ(testing::StopProcess(process_, 30), 0) << "lattice serve did not stop cleanly"; }
+
+  const std::string& address() const { return address_; }
+  v1::Lattice::Stub& stub() { return *stub_; }
+  v1::InstanceStatus Status() {
+    grpc::ClientContext context;
+    v1::ClusterStatus status;
+    EXPECT_TRUE(stub_->GetClusterStatus(&context, {}, &status).ok());
+    return status.instances_size() > 0 ? status.instances(0) : v1::InstanceStatus();
+  }
+
+ private:
+  testing::BackgroundProcess process_;
+  std::string address_;
+  std::unique_ptr<v1::Lattice::Stub> stub_;
+  bool ready_ = false;
+};
+
+std::vector<std::string> PromptFlags(const std::vector<std::vector<int>>& prompts) {
+  std::vector<std::string> flags;
+  for (const auto& p : prompts) {
+    flags.push_back("--prompt-ids");
+    flags.push_back(absl::StrJoin(p, ","));
+  }
+  return flags;
+}
+
+std::vector<std::vector<int>> FixturePrompts(const fs::path& model) {
+  std::vector<std::vector<int>> prompts;
+  const json expected = ReadJson(model / "expected.json");
+  for (const json& p : expected["prompts"]) prompts.push_back(p["prompt_ids"].get<std::vector<int>>());
+  return prompts;
+}
+
+std::vector<json> RunJson(const std::vector<std::string>& command, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = command;
+  argv.insert(argv.end(), args.begin(), args.end());
+  const testing::ProcessResult r = testing::RunProcess(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return testing::ParseJsonLines(r.out);
+}
+
+void ExpectSame(const std::vector<json>& want, const std::vector<json>& got, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i]["output_ids"], want[i]["output_ids"]) << what << " prompt " << i;
+    EXPECT_EQ(got[i]["finish_reason"], want[i]["finish_reason"]) << what;
+    ASSERT_EQ(got[i]["logprobs"].size(), want[i]["logprobs"].size()) << what;
+    for (size_t t = 0; t < want[i]["logprobs"].size(); ++t) {
+      for (size_t k = 0; k < want[i]["logprobs"][t].size(); ++k) {
+        EXPECT_NEAR(got[i]["logprobs"][t][k][1].get<double>(), want[i]["logprobs"][t][k][1].get<double>(), 1e-4)
+            << what << " prompt " << i << " token " << t;
+      }
+    }
+  }
+}
+
+class ServeFixtureTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ServeFixtureTest, Tp2Pp2ServesWhatRunPrints) {
+  const fs::path model = FixturesDir() / GetParam();
+  std::vector<std::string> args = PromptFlags(FixturePrompts(model));
+  for (const char* a : {"--max-tokens", "10", "--logprobs", "5", "--ignore-eos", "--json"}) args.push_back(a);
+  const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, args);
+  Server server(model, {"--tp", "2", "--pp", "2"});
+  ExpectSame(want, RunJson({LATTICE_BINARY, "generate", "--server", server.address()}, args), "lattice generate");
+  ExpectSame(want,
+             RunJson({"/usr/bin/python3", std::string(LATTICE_SOURCE_DIR) + "/tests/e2e/python_client.py", "--stubs",
+                  LATTICE_PYTHON_STUBS, "--server", server.address()},
+                 args),
+             "python client");
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ServeFixtureTest, ::testing::ValuesIn(FixtureNames()),
+                         [](const auto& info) { return info.param; });
+
+// One streaming Generate with our C++ stub: every token, the final usage.
+struct Streamed {
+  grpc::Status status;
+  std::vector<int> tokens;
+  v1::Usage usage;
+  v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
+};
+
+Streamed Generate(v1::Lattice::Stub& stub, const std::vector<int>& prompt, int max_tokens) {
+  v1::GenerateRequest request;
+  request.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
+  request.set_max_tokens(max_tokens);
+  request.set_ignore_eos(true);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub.Generate(&context, request);
+  Streamed out;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    out.tokens.insert(out.tokens.end(), response.token_ids().begin(), response.token_ids().end());
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      out.finish = response.finish_reason();
+      out.usage = response.usage();
+    }
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+std::vector<int> Prompt(int length, int salt) {
+  std::vector<int> p;
+  for (int i = 0; i < length; ++i) p.push_back(3 + (i * 37 + salt * 11) % 500);
+  return p;
+}
+
+TEST(Serve, SixtyFourConcurrentClientsAndOverlappingMicroBatches) {
+  const fs::path model = FixturesDir() / "qwen2moe_shared_bf16";
+  std::vector<std::vector<int>> prompts;
+  std::vector<int> lengths;
+  for (int i = 0; i < 64; ++i) {
+    prompts.push_back(Prompt(1 + (i * 7) % 40, i));
+    lengths.push_back(1 + (i * 5) % 16);
+  }
+  std::vector<std::string> args = PromptFlags(prompts);
+  for (const char* a : {"--max-tokens", "16", "--ignore-eos", "--json"}) args.push_back(a);
+  const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, args);
+  ASSERT_EQ(want.size(), 64u);
+
+  Server server(model, {"--tp", "2", "--pp", "2", "--num-micro-batches", "2", "--max-num-seqs", "8"});
+  std::vector<Streamed> got(64);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 64; ++i) {
+    clients.emplace_back([&, i] { got[i] = Generate(server.stub(), prompts[i], lengths[i]); });
+  }
+  for (std::thread& t : clients) t.join();
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << i << ": " << got[i].status.error_message();
+    const auto full = want[i]["output_ids"].get<std::vector<int>>();
+    EXPECT_EQ(got[i].tokens, std::vector<int>(full.begin(), full.begin() + lengths[i])) << "client " << i;
+    EXPECT_EQ(got[i].finish, v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(got[i].usage.completion_tokens(), lengths[i]);
+    EXPECT_EQ(got[i].usage.prompt_tokens(), static_cast<int>(prompts[i].size()));
+  }
+  const v1::InstanceStatus status = server.Status();
+  EXPECT_GT(status.num_overlapped_steps(), 0) << "stage 0 never had a second micro-batch in flight";
+  EXPECT_EQ(status.kv_blocks_used(), 0);
+  EXPECT_EQ(status.num_running(), 0);
+}
+
+TEST(Serve, ASharedPrefixIsServedFromTheCache) {
+  Server server(FixturesDir() / "llama_gqa_f32", {"--tp", "2"});
+  const std::vector<int> first = Prompt(40, 1);
+  std::vector<int> second(first.begin(), first.begin() + 35);
+  second.push_back(7);
+  const Streamed a = Generate(server.stub(), first, 4);
+  const Streamed b = Generate(server.stub(), second, 4);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(a.usage.cached_tokens(), 0);
+  EXPECT_EQ(b.usage.cached_tokens(), 32);  // two full blocks of 16
+  EXPECT_GT(server.Status().prefix_cache_hits(), 0);
+}
+
+TEST(Serve, ASmallKvPoolPreemptsAndStillAnswersRight) {
+  const fs::path model = FixturesDir() / "llama_gqa_f32";
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(Prompt(20 + i, i));
+  std::vector<std::string> args = PromptFlags(prompts);
+  for (const char* a : {"--max-tokens", "12", "--ignore-eos", "--json"}) args.push_back(a);
+  const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, args);
+  // tp2 x pp2 of this model: 4 KiB per block per worker; 40 KiB is 10 blocks (9 usable).
+  Server server(model, {"--tp", "2", "--pp", "2", "--kv-cache-memory", "40960", "--block-size", "16"});
+  std::vector<Streamed> got(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    clients.emplace_back([&, i] { got[i] = Generate(server.stub(), prompts[i], 12); });
+  }
+  for (std::thread& t : clients) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << got[i].status.error_message();
+    EXPECT_EQ(got[i].tokens, want[i]["output_ids"].get<std::vector<int>>()) << "prompt " << i;
+  }
+  const v1::InstanceStatus status = server.Status();
+  EXPECT_EQ(status.kv_blocks_total(), 9);
+  EXPECT_GT(status.num_preemptions(), 0);
+  EXPECT_EQ(status.kv_blocks_used(), 0);
+}
+
+TEST(Serve, CancellingMidStreamFreesItsBlocks) {
+  Server server(FixturesDir() / "llama_gqa_f32", {"--pp", "2"});
+  v1::GenerateRequest request;
+  const std::vector<int> prompt = Prompt(30, 3);
+  request.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
+  request.set_max_tokens(200);
+  request.set_ignore_eos(true);
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = server.stub().Generate(&context, request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_GT(server.Status().kv_blocks_used(), 0);
+  context.TryCancel();
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  v1::InstanceStatus status;
+  for (int i = 0; i < 100; ++i) {
+    status = server.Status();
+    if (status.kv_blocks_used() == 0 && status.num_running() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status.kv_blocks_used(), 0);
+  EXPECT_EQ(status.num_running(), 0);
+  // And it still serves.
+  EXPECT_TRUE(Generate(server.stub(), Prompt(5, 1), 3).status.ok());
+}
+
+TEST(Serve, BadInputIsInvalidArgumentNamingTheFieldAndTheServerGoesOn) {
+  Server server(FixturesDir() / "llama_gqa_f32", {});
+  struct Case {
+    const char* name;
+    std::function<void(v1::GenerateRequest&)> edit;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"empty prompt", [](auto& r) { r.clear_prompt_ids(); }, grpc::StatusCode::INVALID_ARGUMENT, "prompt_ids is empty"},
+      {"id outside vocab", [](auto& r) { r.set_prompt_ids(1, 512); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "prompt_ids[1] = 512"},
+      {"negative id", [](auto& r) { r.set_prompt_ids(0, -3); }, grpc::StatusCode::INVALID_ARGUMENT, "prompt_ids[0]"},
+      {"too long", [](auto& r) { r.set_max_tokens(1000); }, grpc::StatusCode::INVALID_ARGUMENT, "maximum length"},
+      {"max_tokens 0", [](auto& r) { r.set_max_tokens(0); }, grpc::StatusCode::INVALID_ARGUMENT, "max_tokens"},
+      {"negative temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"NaN temperature", [](auto& r) { r.mutable_sampling()->set_temperature(std::nanf("")); },
+       grpc::StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"infinite temperature", [](auto& r) { r.mutable_sampling()->set_temperature(INFINITY); },
+       grpc::StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"top_p 0", [](auto& r) { r.mutable_sampling()->set_top_p(0); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p"},
+      {"top_p 1.5", [](auto& r) { r.mutable_sampling()->set_top_p(1.5); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p"},
+      {"top_k -2", [](auto& r) { r.mutable_sampling()->set_top_k(-2); }, grpc::StatusCode::INVALID_ARGUMENT, "top_k"},
+      {"min_p 2", [](auto& r) { r.mutable_sampling()->set_min_p(2); }, grpc::StatusCode::INVALID_ARGUMENT, "min_p"},
+      {"negative logprobs", [](auto& r) { r.set_logprobs(-1); }, grpc::StatusCode::INVALID_ARGUMENT, "logprobs"},
+      {"too many stop ids",
+       [](auto& r) {
+         for (int i = 0; i < 65; ++i) r.add_stop_token_ids(5);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "stop_token_ids"},
+      {"stop id outside vocab", [](auto& r) { r.add_stop_token_ids(9999); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "stop_token_ids[0]"},
+      {"oversized prompt",
+       [](auto& r) {
+         for (int i = 0; i < 300; ++i) r.add_prompt_ids(5);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "maximum length"},
+  };
+  for (const Case& c : cases) {
+    v1::GenerateRequest request;
+    for (int id : {5, 6, 7}) request.add_prompt_ids(id);
+    request.set_max_tokens(4);
+    c.edit(request);
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = server.stub().Generate(&context, request);
+    v1::GenerateResponse response;
+    EXPECT_FALSE(reader->Read(&response)) << c.name;
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), c.code) << c.name << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(c.message), std::string::npos) << c.name << ": " << status.error_message();
+  }
+  const Streamed ok = Generate(server.stub(), Prompt(5, 2), 3);
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.tokens.size(), 3u);
+  EXPECT_EQ(server.Status().kv_blocks_used(), 0);
+}
+
+TEST(Serve, CoordinatorAndSeparatelyLaunchedWorkers) {
+  const fs::path model = FixturesDir() / "mixtral_f32";
+  std::vector<std::string> args = PromptFlags(FixturePrompts(model));
+  for (const char* a : {"--max-tokens", "10", "--ignore-eos", "--json"}) args.push_back(a);
+  const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, args);
+  testing::BackgroundProcess coordinator = testing::StartWithFirstLine(
+      {LATTICE_BINARY, "coordinator", "--model", model.string(), "--host", "127.0.0.1", "--port", "0", "--tp", "2",
+       "--pp", "2", "--store-host", "127.0.0.1"},
+      60);
+  const std::string port = coordinator.first_line.substr(coordinator.first_line.rfind(':') + 1);
+  std::vector<int> workers;
+  for (int rank = 3; rank >= 0; --rank) {  // any order; LWS-style rank from the environment for one
+    if (rank == 2) {
+      workers.push_back(testing::StartProcess(
+          {LATTICE_BINARY, "worker", "--coordinator", "127.0.0.1:" + port, "--kv-cache-memory", "8M"},
+          {"LWS_WORKER_INDEX=2"}));
+    } else {
+      workers.push_back(testing::StartProcess({LATTICE_BINARY, "worker", "--coordinator", "127.0.0.1:" + port,
+                                               "--rank", std::to_string(rank), "--kv-cache-memory", "8M"}));
+    }
+  }
+  std::vector<json> got;
+  for (int i = 0; i < 300 && got.size() != want.size(); ++i) {
+    std::vector<std::string> argv = {LATTICE_BINARY, "generate", "--server", "127.0.0.1:" + port};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const testing::ProcessResult r = testing::RunProcess(argv);
+    if (r.exit_code == 0) got = testing::ParseJsonLines(r.out);
+    if (got.size() != want.size()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ExpectSame(want, got, "coordinator + workers");
+  EXPECT_EQ(testing::StopProcess(coordinator, 30), 0);
+  for (int pid : workers) EXPECT_EQ(testing::WaitProcess(pid, 30), 0);
+}
+
+}  // namespace
+}  // namespace lattice
