@@ -61,6 +61,16 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--device", o.device, "cpu or cuda");
 }
 
+namespace {
+
+bool UnderMpirun() {
+  return std::getenv("OMPI_COMM_WORLD_RANK") != nullptr || std::getenv("PMIX_RANK") != nullptr;
+}
+
+constexpr char kCoordinatorKey[] = "lattice/coordinator";
+
+}  // namespace
+
 int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   // Everything checkable is checked before any process starts or weight loads.
   absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
@@ -83,9 +93,44 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   if (!kv_bytes.ok()) return Fail(kv_bytes.status());
   const sigset_t stop_signals = BlockStopSignals();  // before any thread starts
 
-  absl::StatusOr<std::unique_ptr<TcpStoreServer>> store =
-      TcpStoreServer::Start({.bind_address = spawn_workers ? "127.0.0.1" : "0.0.0.0", .port = o.store_port});
-  if (!store.ok()) return Fail(store.status());
+  // Under mpirun every process runs this command: rank 0 is the coordinator and a
+  // worker, every other rank a worker. MPI gives the ranks and carries the store's
+  // address; the store then carries the coordinator's.
+  std::optional<LaunchInfo> mpi;
+  if (spawn_workers && UnderMpirun()) {
+    absl::StatusOr<LaunchInfo> launch = DiscoverLaunch({});
+    if (!launch.ok()) return Fail(launch.status());
+    if (launch->world_size != parallel.world_size()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("mpirun started ", launch->world_size, " ranks but ",
+                                                          parallel.ToString(), " needs ", parallel.world_size())));
+    }
+    mpi = *std::move(launch);
+    if (mpi->rank != 0) {
+      absl::StatusOr<std::unique_ptr<TcpStoreClient>> client = ConnectStore(*mpi);
+      if (!client.ok()) return Fail(client.status());
+      absl::StatusOr<std::string> coordinator = (*client)->Get(kCoordinatorKey);
+      if (!coordinator.ok()) return Fail(coordinator.status());
+      WorkerOptions worker;
+      worker.coordinator = *coordinator;
+      worker.rank = mpi->rank;
+      worker.kv_cache_memory_bytes = *kv_bytes;
+      worker.device = o.device;
+      worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
+      const absl::Status status = RunWorker(worker);
+      FinalizeLaunch(*mpi);
+      return status.ok() ? 0 : 1;
+    }
+  }
+
+  std::shared_ptr<TcpStoreServer> store;
+  if (mpi) {
+    store = mpi->store_server;
+  } else {
+    absl::StatusOr<std::unique_ptr<TcpStoreServer>> started =
+        TcpStoreServer::Start({.bind_address = spawn_workers ? "127.0.0.1" : "0.0.0.0", .port = o.store_port});
+    if (!started.ok()) return Fail(started.status());
+    store = std::move(*started);
+  }
   CoordinatorOptions options;
   options.listen_address = absl::StrCat(o.host, ":", o.port);
   InstanceOptions& instance = options.instance;
@@ -95,8 +140,11 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   instance.parallel.set_ep(o.ep);
   instance.pp_layers = pp_layers;
   instance.model_dir = o.model_dir;
-  instance.store_host = !o.store_host.empty() ? o.store_host : spawn_workers ? "127.0.0.1" : LocalHostAddress();
-  instance.store_port = (*store)->port();
+  instance.store_host = !o.store_host.empty() ? o.store_host
+                        : mpi                   ? mpi->store_host
+                        : spawn_workers         ? "127.0.0.1"
+                                                : LocalHostAddress();
+  instance.store_port = store->port();
   instance.run_id = absl::StrCat("run-", getpid(), "-", std::random_device{}());
   instance.block_size = o.block_size;
   instance.enable_prefix_caching = !o.no_prefix_caching;
@@ -112,7 +160,23 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   std::fflush(stdout);
 
   std::unique_ptr<LocalLauncher> workers;
-  if (spawn_workers) {
+  std::thread own_worker;
+  if (mpi) {
+    absl::StatusOr<std::unique_ptr<TcpStoreClient>> client = ConnectStore(*mpi);
+    if (!client.ok()) return Fail(client.status());
+    const std::string address =
+        absl::StrCat(mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress(), ":", port);
+    if (absl::Status s = (*client)->Set(kCoordinatorKey, address); !s.ok()) return Fail(s);
+    own_worker = std::thread([&, port] {
+      WorkerOptions worker;
+      worker.coordinator = absl::StrCat("127.0.0.1:", port);
+      worker.rank = 0;
+      worker.kv_cache_memory_bytes = *kv_bytes;
+      worker.device = o.device;
+      worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
+      RunWorker(worker).IgnoreError();  // its errors reach the coordinator and stderr
+    });
+  } else if (spawn_workers) {
     absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
         LocalLauncher::Start(0, parallel.world_size(), [&](int rank) {
           return std::vector<std::string>{"lattice", "worker", "--coordinator", absl::StrCat("127.0.0.1:", port),
@@ -128,8 +192,10 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   std::fprintf(stderr, "lattice serve: signal %d, shutting down\n", signal);
   (*server)->Shutdown("the server received a stop signal");
   if (workers) workers->Wait();
+  if (own_worker.joinable()) own_worker.join();
   server->reset();
-  (*store)->Stop();
+  store->Stop();
+  if (mpi) FinalizeLaunch(*mpi);
   return 0;
 }
 
