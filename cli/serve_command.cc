@@ -134,10 +134,18 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   CoordinatorOptions options;
   options.listen_address = absl::StrCat(o.host, ":", o.port);
   InstanceOptions& instance = options.instance;
+  // A dense model's DP ranks are independent instances behind the router; an MoE
+  // model's are one instance whose DP ranks share the experts and step together.
+  const bool independent = config->num_experts == 0 && o.dp > 1;
+  options.num_instances = independent ? o.dp : 1;
   instance.parallel.set_tp(o.tp);
   instance.parallel.set_pp(o.pp);
-  instance.parallel.set_dp(o.dp);
+  instance.parallel.set_dp(independent ? 1 : o.dp);
   instance.parallel.set_ep(o.ep);
+  options.api.parallel.set_tp(o.tp);
+  options.api.parallel.set_pp(o.pp);
+  options.api.parallel.set_dp(o.dp);
+  options.api.parallel.set_ep(o.ep);
   instance.pp_layers = pp_layers;
   instance.model_dir = o.model_dir;
   instance.store_host = !o.store_host.empty() ? o.store_host

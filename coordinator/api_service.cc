@@ -185,16 +185,34 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+// A Generate call that ends before it starts (no instance can take it).
+class RejectedCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  explicit RejectedCall(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(grpc::CallbackServerContext*,
                                                                      const v1::GenerateRequest* request) {
   ++num_requests_;
-  return new GenerateCall(instance_, *request, options_);
+  Instance* instance = router_.Route(std::span<const int32_t>(request->prompt_ids().data(),
+                                                              static_cast<size_t>(request->prompt_ids_size())));
+  if (instance == nullptr) {
+    return new RejectedCall(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no model instance is serving"));
+  }
+  return new GenerateCall(*instance, *request, options_);
 }
 
 grpc::ServerUnaryReactor* ApiService::GetModelInfo(grpc::CallbackServerContext* context,
                                                    const v1::GetModelInfoRequest*, v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const std::optional<pb::ModelSummary> model = instance_.model();
+  std::optional<pb::ModelSummary> model;
+  for (Instance* instance : router_.instances()) {
+    if (instance->ready()) {
+      model = instance->model();
+      break;
+    }
+  }
   if (!model) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is still loading"));
     return reactor;
@@ -205,6 +223,10 @@ grpc::ServerUnaryReactor* ApiService::GetModelInfo(grpc::CallbackServerContext* 
   response->set_num_hidden_layers(model->num_hidden_layers());
   response->set_hidden_size(model->hidden_size());
   response->mutable_eos_token_ids()->CopyFrom(model->eos_token_ids());
+  response->set_tp(options_.parallel.tp());
+  response->set_pp(options_.parallel.pp());
+  response->set_dp(options_.parallel.dp());
+  response->set_ep(options_.parallel.ep());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -213,9 +235,13 @@ grpc::ServerUnaryReactor* ApiService::GetClusterStatus(grpc::CallbackServerConte
                                                        const v1::GetClusterStatusRequest*,
                                                        v1::ClusterStatus* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  *response->add_instances() = instance_.Status();
+  int32_t queued = 0;
+  for (Instance* instance : router_.instances()) {
+    *response->add_instances() = instance->Status();
+    queued += response->instances(response->instances_size() - 1).num_waiting();
+  }
   response->set_num_requests_total(num_requests_.load());
-  response->set_num_queued(response->instances(0).num_waiting());
+  response->set_num_queued(queued);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -9,18 +9,20 @@
 #include <atomic>
 
 #include "coordinator/instance.h"
+#include "coordinator/router.h"
 #include "lattice/v1/lattice.grpc.pb.h"
 
 namespace lattice {
 
 struct ApiOptions {
+  pb::ParallelConfig parallel;  // reported by GetModelInfo
   int32_t max_prompt_tokens = 1 << 20;  // before the model's own limit: oversized requests
   int32_t max_stop_token_ids = 64;
 };
 
 class ApiService final : public v1::Lattice::CallbackService {
  public:
-  ApiService(Instance& instance, const ApiOptions& options) : instance_(instance), options_(options) {}
+  ApiService(const Router& router, const ApiOptions& options) : router_(router), options_(options) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
                                                            const v1::GenerateRequest* request) override;
@@ -31,7 +33,7 @@ class ApiService final : public v1::Lattice::CallbackService {
                                              v1::ClusterStatus* response) override;
 
  private:
-  Instance& instance_;
+  const Router& router_;
   const ApiOptions options_;
   std::atomic<int64_t> num_requests_{0};
 };

@@ -30,7 +30,8 @@ class StreamChannel : public WorkerChannel {
 
 class WorkerStream : public grpc::ServerBidiReactor<pb::WorkerMessage, pb::CoordinatorMessage> {
  public:
-  explicit WorkerStream(Instance& instance) : instance_(instance), channel_(std::make_shared<StreamChannel>(this)) {
+  explicit WorkerStream(const std::vector<Instance*>& instances)
+      : instances_(instances), channel_(std::make_shared<StreamChannel>(this)) {
     StartRead(&incoming_);
   }
 
@@ -57,16 +58,14 @@ class WorkerStream : public grpc::ServerBidiReactor<pb::WorkerMessage, pb::Coord
         FinishLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the first message must be Register"));
         return;
       }
-      absl::StatusOr<int32_t> rank = instance_.Join(incoming_.register_().rank(), channel_);
-      if (!rank.ok()) {
+      absl::Status joined = Join(incoming_.register_().rank());
+      if (!joined.ok()) {
         absl::MutexLock lock(&mu_);
-        FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(rank.status().code()),
-                                  std::string(rank.status().message())));
+        FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(joined.code()), std::string(joined.message())));
         return;
       }
-      rank_ = *rank;
     } else {
-      instance_.OnWorkerMessage(rank_, incoming_);
+      instance_->OnWorkerMessage(rank_, incoming_);
     }
     StartRead(&incoming_);
   }
@@ -87,11 +86,38 @@ class WorkerStream : public grpc::ServerBidiReactor<pb::WorkerMessage, pb::Coord
 
   void OnDone() override {
     channel_->Detach();
-    if (rank_ >= 0) instance_.OnWorkerGone(rank_);
+    if (rank_ >= 0) instance_->OnWorkerGone(rank_);
     delete this;
   }
 
  private:
+  absl::Status Join(int32_t launch_rank) {
+    const int32_t world = instances_[0]->world_size();
+    if (launch_rank >= 0) {
+      const size_t index = static_cast<size_t>(launch_rank / world);
+      if (index >= instances_.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("rank ", launch_rank, " is outside the launch of ",
+                                                       instances_.size() * world, " workers"));
+      }
+      absl::StatusOr<int32_t> rank = instances_[index]->Join(launch_rank % world, channel_);
+      if (!rank.ok()) return rank.status();
+      instance_ = instances_[index];
+      rank_ = *rank;
+      return absl::OkStatus();
+    }
+    absl::Status last = absl::ResourceExhaustedError("no instance has room");
+    for (Instance* instance : instances_) {
+      absl::StatusOr<int32_t> rank = instance->Join(-1, channel_);
+      if (rank.ok()) {
+        instance_ = instance;
+        rank_ = *rank;
+        return absl::OkStatus();
+      }
+      last = rank.status();
+    }
+    return last;
+  }
+
   // Finishes after the queued writes drain (gRPC allows one operation at a time).
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
@@ -104,7 +130,8 @@ class WorkerStream : public grpc::ServerBidiReactor<pb::WorkerMessage, pb::Coord
     }
   }
 
-  Instance& instance_;
+  const std::vector<Instance*>& instances_;
+  Instance* instance_ = nullptr;  // set by Register
   std::shared_ptr<StreamChannel> channel_;
   pb::WorkerMessage incoming_;
   int32_t rank_ = -1;
@@ -129,7 +156,7 @@ void StreamChannel::Close() {
 
 grpc::ServerBidiReactor<pb::WorkerMessage, pb::CoordinatorMessage>* ControlService::Connect(
     grpc::CallbackServerContext*) {
-  return new WorkerStream(instance_);
+  return new WorkerStream(instances_);
 }
 
 }  // namespace lattice

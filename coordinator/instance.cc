@@ -69,6 +69,8 @@ absl::StatusOr<int32_t> Instance::Join(int32_t requested_rank, std::shared_ptr<W
       a->set_run_id(options_.run_id);
       a->set_block_size(options_.block_size);
       a->set_kv_cache_memory_bytes(options_.kv_cache_memory_bytes);
+      a->set_launch_rank(options_.first_launch_rank + r);
+      a->set_instance(options_.id);
       workers_[r].channel->Send(message);
     }
   }
@@ -165,6 +167,11 @@ void Instance::Broadcast(const pb::CoordinatorMessage& message) {
   for (Worker& w : workers_) {
     if (w.channel) w.channel->Send(message);
   }
+}
+
+int32_t Instance::load() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int32_t>(sinks_.size());
 }
 
 bool Instance::ready() const {

@@ -52,6 +52,7 @@ class RequestSink {
 
 struct InstanceOptions {
   int32_t id = 0;
+  int32_t first_launch_rank = 0;  // launch rank of this instance's rank 0
   pb::ParallelConfig parallel;
   std::vector<int32_t> pp_layers;
   std::string model_dir;
@@ -82,6 +83,9 @@ class Instance {
   void OnWorkerMessage(int32_t rank, const pb::WorkerMessage& message);
   void OnWorkerGone(int32_t rank);
 
+  // Sequences submitted and not finished (the router's measure of load).
+  int32_t load() const;
+  int32_t block_size() const { return options_.block_size; }
   bool ready() const;    // every worker loaded, cache configured
   bool healthy() const;  // ready and no worker failed or went silent
   // The model as the workers reported it; empty until ready.

@@ -183,11 +183,6 @@ void Scheduler::Admit(DpRank& dp, Sequence& seq) {
   seq.block_table = dp.pool.GetComputedBlocksVerified(seq.tokens, max_blocks);
   seq.num_registered_blocks = static_cast<int32_t>(seq.block_table.size());
   seq.num_computed_tokens = static_cast<int64_t>(seq.block_table.size()) * options_.block_size;
-  if (!seq.admitted_once) {
-    seq.num_cached_tokens = static_cast<int32_t>(
-        std::min<int64_t>(seq.num_computed_tokens, static_cast<int64_t>(seq.request.prompt_ids.size())));
-    seq.admitted_once = true;
-  }
 }
 
 void Scheduler::CacheFullBlocks(DpRank& dp, Sequence& seq) {
@@ -244,6 +239,12 @@ void Scheduler::ScheduleDp(DpRank& dp, pb::DpBatch& batch, int64_t& tokens) {
       seq->num_computed_tokens = 0;
       seq->num_registered_blocks = 0;
       break;
+    }
+    // Only an admission that succeeds counts: a failed one's hits may be evicted before the next.
+    if (!seq->admitted_once) {
+      seq->num_cached_tokens = static_cast<int32_t>(
+          std::min<int64_t>(seq->num_computed_tokens, static_cast<int64_t>(seq->request.prompt_ids.size())));
+      seq->admitted_once = true;
     }
     dp.waiting.pop_front();
     dp.running.push_back(seq);

@@ -11,9 +11,20 @@ namespace lattice {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const CoordinatorOptions& options) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
-  server->instance_ = std::make_unique<Instance>(options.instance);
-  server->api_ = std::make_unique<ApiService>(*server->instance_, options.api);
-  server->control_ = std::make_unique<ControlService>(*server->instance_);
+  std::vector<Instance*> instances;
+  for (int32_t i = 0; i < options.num_instances; ++i) {
+    InstanceOptions instance = options.instance;
+    instance.id = i;
+    const int32_t world = std::max(instance.parallel.tp(), 1) * std::max(instance.parallel.pp(), 1) *
+                          std::max(instance.parallel.dp(), 1);
+    instance.first_launch_rank = i * world;
+    instance.run_id = absl::StrCat(options.instance.run_id, "-", i);
+    server->instances_.push_back(std::make_unique<Instance>(instance));
+    instances.push_back(server->instances_.back().get());
+  }
+  server->router_ = std::make_unique<Router>(instances);
+  server->api_ = std::make_unique<ApiService>(*server->router_, options.api);
+  server->control_ = std::make_unique<ControlService>(instances);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -28,11 +39,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("lattice.v1.Lattice", false);
-  // The API is SERVING while the instance is healthy.
+  // The API is SERVING while some instance is healthy.
   server->health_ = std::thread([s = server.get(), health] {
     bool serving = false;
     while (!s->stopping_) {
-      const bool healthy = s->instance_->healthy();
+      bool healthy = false;
+      for (const auto& instance : s->instances_) healthy = healthy || instance->healthy();
       if (healthy != serving) {
         health->SetServingStatus("lattice.v1.Lattice", healthy);
         serving = healthy;
@@ -45,7 +57,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
 
 void CoordinatorServer::Shutdown(const std::string& reason) {
   if (stopping_.exchange(true)) return;
-  instance_->Shutdown(reason);
+  for (auto& instance : instances_) instance->Shutdown(reason);
   if (health_.joinable()) health_.join();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

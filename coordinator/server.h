@@ -18,7 +18,10 @@ namespace lattice {
 
 struct CoordinatorOptions {
   std::string listen_address = "0.0.0.0:50051";  // port 0: any free port, see port()
+  // The first instance's options; instance i gets id i, launch ranks from i * world
+  // size, and its own run id.
   InstanceOptions instance;
+  int32_t num_instances = 1;
   ApiOptions api;
 };
 
@@ -28,7 +31,7 @@ class CoordinatorServer {
   ~CoordinatorServer();
 
   int port() const { return port_; }
-  Instance& instance() { return *instance_; }
+  Instance& instance(int i = 0) { return *instances_[i]; }
   // Stops the workers, then the server (in-flight calls end with UNAVAILABLE).
   void Shutdown(const std::string& reason);
   void Wait() { server_->Wait(); }
@@ -36,7 +39,8 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
 
-  std::unique_ptr<Instance> instance_;
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::unique_ptr<Router> router_;
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<grpc::Server> server_;

@@ -160,10 +160,9 @@ absl::Status Worker::Load(const pb::Assignment& a) {
         absl::StrCat("the assignment's rank ", rank_, " is outside its world of ", a.world_size()));
   }
   // The launcher's rank encodes placement (TP groups inside a node): never override it.
-  if (registered_rank_ >= 0 && rank_ != registered_rank_) {
-    return absl::FailedPreconditionError(absl::StrCat("the coordinator assigned rank ", rank_,
-                                                      " to a worker launched as rank ",
-                                                      registered_rank_));
+  if (registered_rank_ >= 0 && a.launch_rank() != registered_rank_) {
+    return absl::FailedPreconditionError(absl::StrCat("the coordinator assigned launch rank ", a.launch_rank(),
+                                                      " to a worker launched as rank ", registered_rank_));
   }
   if (a.block_size() <= 0) {
     return absl::InvalidArgumentError(

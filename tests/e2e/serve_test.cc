@@ -369,3 +369,43 @@ TEST(Serve, BadInputIsInvalidArgumentNamingTheFieldAndTheServerGoesOn) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TEST(Serve, IndependentDpInstancesBehindTheRouter) {
+  const fs::path model = FixturesDir() / "llama_gqa_f32";
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back(Prompt(10 + i, i));
+  std::vector<std::string> args = PromptFlags(prompts);
+  for (const char* a : {"--max-tokens", "8", "--ignore-eos", "--json"}) args.push_back(a);
+  const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, args);
+  Server server(model, {"--dp", "2", "--tp", "2"});
+  ExpectSame(want, RunJson({LATTICE_BINARY, "generate", "--server", server.address()}, args), "dp2 x tp2");
+  grpc::ClientContext context;
+  v1::ClusterStatus status;
+  ASSERT_TRUE(server.stub().GetClusterStatus(&context, {}, &status).ok());
+  ASSERT_EQ(status.instances_size(), 2);
+  // Both instances served, each its own workers.
+  for (const v1::InstanceStatus& instance : status.instances()) {
+    EXPECT_TRUE(instance.healthy());
+    EXPECT_EQ(instance.workers_size(), 2);
+    EXPECT_GT(instance.num_steps(), 0) << "instance " << instance.instance() << " got no work";
+  }
+  // Prefix affinity: requests sharing their first block go to one instance, whose
+  // prefix cache then serves them.
+  const std::vector<int> shared = Prompt(40, 9);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<int> p = shared;
+    p.push_back(100 + i);
+    EXPECT_TRUE(Generate(server.stub(), p, 2).status.ok());
+  }
+  grpc::ClientContext again;
+  ASSERT_TRUE(server.stub().GetClusterStatus(&again, {}, &status).ok());
+  int64_t hits = 0;
+  for (const v1::InstanceStatus& instance : status.instances()) hits += instance.prefix_cache_hits();
+  EXPECT_GE(hits, 2 * 32);
+}
+
+}  // namespace
+}  // namespace lattice

@@ -147,7 +147,8 @@ class SchedulerHarness {
   };
 
   int32_t Token(int64_t id, int32_t index) const {
-    return token_fn_ ? token_fn_(id, index) : 10 + static_cast<int32_t>((id * 37 + index * 11) % 900);
+    return token_fn_ ? token_fn_(id, index)
+                     : 10 + static_cast<int32_t>((id * 37 + index * 11) % 900);
   }
   bool InFlight(int64_t id) const {
     for (const pb::StepRequest& step : in_flight_)
@@ -210,7 +211,9 @@ inline void SchedulerHarness::ApplyOnWorkers(const pb::StepRequest& step) {
         EXPECT_EQ(s.start_position() % bs, 0);
         EXPECT_EQ(s.sampling().SerializeAsString(), r.request.sampling.SerializeAsString());
         EXPECT_EQ(s.num_logprobs(), r.request.num_logprobs);
-        if (!options_.enable_prefix_caching) EXPECT_EQ(s.start_position(), 0);
+        if (!options_.enable_prefix_caching) {
+          EXPECT_EQ(s.start_position(), 0);
+        }
         if (r.num_admissions++ == 0) r.first_start = s.start_position();
         w = &workers_[d][id];
         w->computed = s.start_position();
@@ -264,7 +267,8 @@ inline void SchedulerHarness::CheckSharing(int dp, const pb::StepRequest& step) 
       const std::vector<int32_t>& b = records_[id].tokens;
       EXPECT_TRUE(a.size() >= prefix && b.size() >= prefix &&
                   std::equal(a.begin(), a.begin() + prefix, b.begin()))
-          << "block " << block << " shared by " << first_id << " and " << id << " with different prefixes";
+          << "block " << block << " shared by " << first_id << " and " << id
+          << " with different prefixes";
     }
   }
   for (const pb::ScheduledSequence& s : step.dp(dp).sequences()) {
@@ -335,7 +339,9 @@ inline void SchedulerHarness::Process(const SequenceUpdate& u, const pb::StepReq
   const int32_t token = Token(u.seq_id, r.num_outputs);
   EXPECT_EQ(u.token_ids[0], token);
   EXPECT_EQ(u.logprobs.size(), r.request.num_logprobs > 0 ? 1u : 0u);
-  if (!u.logprobs.empty()) EXPECT_EQ(u.logprobs[0].size(), static_cast<size_t>(r.request.num_logprobs));
+  if (!u.logprobs.empty()) {
+    EXPECT_EQ(u.logprobs[0].size(), static_cast<size_t>(r.request.num_logprobs));
+  }
   r.tokens.push_back(token);
   ++r.num_outputs;
   const auto& stops = r.request.stop_token_ids;

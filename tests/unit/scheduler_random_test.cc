@@ -58,7 +58,8 @@ TEST_P(SchedulerRandomized, InvariantsHoldAndEveryRequestEnds) {
     for (int n = uniform(0, 2); n > 0 && ids.size() < kNumRequests; --n) {
       std::vector<int32_t> prompt;
       if (uniform(0, 1)) prompt = prefixes[uniform(0, 2)];
-      for (int k = uniform(prompt.empty() ? 1 : 0, 48 - static_cast<int>(prompt.size())); k > 0; --k)
+      for (int k = uniform(prompt.empty() ? 1 : 0, 48 - static_cast<int>(prompt.size())); k > 0;
+           --k)
         prompt.push_back(uniform(3, 999));
       max_tokens.push_back(uniform(1, 24));
       ids.push_back(h.Add(MakeRequest(prompt, max_tokens.back(), /*ignore_eos=*/true)));
@@ -99,16 +100,16 @@ TEST_P(SchedulerRandomized, InvariantsHoldAndEveryRequestEnds) {
   EXPECT_EQ(stats.prefix_cache_hits > 0, p.prefix_caching);
 }
 
-INSTANTIATE_TEST_SUITE_P(Loads, SchedulerRandomized,
-                         ::testing::Values(RandomCase{1, 1, true, 4, 1}, RandomCase{1, 2, true, 4, 2},
-                                           RandomCase{2, 2, true, 4, 3}, RandomCase{1, 2, false, 4, 4},
-                                           RandomCase{2, 1, true, 1, 5}, RandomCase{1, 2, true, 16, 6}),
-                         [](const ::testing::TestParamInfo<RandomCase>& info) {
-                           const RandomCase& p = info.param;
-                           return "dp" + std::to_string(p.num_dp) + "_inflight" +
-                                  std::to_string(p.max_in_flight) + (p.prefix_caching ? "_cache" : "_nocache") +
-                                  "_bs" + std::to_string(p.block_size);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    SchedulerLoads, SchedulerRandomized,
+    ::testing::Values(RandomCase{1, 1, true, 4, 1}, RandomCase{1, 2, true, 4, 2},
+                      RandomCase{2, 2, true, 4, 3}, RandomCase{1, 2, false, 4, 4},
+                      RandomCase{2, 1, true, 1, 5}, RandomCase{1, 2, true, 16, 6}),
+    [](const ::testing::TestParamInfo<RandomCase>& info) {
+      const RandomCase& p = info.param;
+      return "dp" + std::to_string(p.num_dp) + "_inflight" + std::to_string(p.max_in_flight) +
+             (p.prefix_caching ? "_cache" : "_nocache") + "_bs" + std::to_string(p.block_size);
+    });
 
 }  // namespace
 }  // namespace lattice

@@ -28,7 +28,7 @@ using scheduler_testing::SmallOptions;
 using Steps = std::vector<std::pair<int64_t, int>>;
 
 TEST(SchedulerChunkedPrefill, PromptTakesCeilLOverBStepsOfAtMostB) {
-  for (const auto [length, budget] : {std::pair{37, 10}, {40, 10}, {1, 10}, {10, 10}, {9, 1}}) {
+  for (const auto& [length, budget] : {std::pair{37, 10}, {40, 10}, {1, 10}, {10, 10}, {9, 1}}) {
     SchedulerHarness h(SmallOptions(4, 64, budget));
     const int64_t id = h.Add(MakeRequest(Prompt(length), 3));
     const int num_chunks = (length + budget - 1) / budget;
@@ -63,9 +63,7 @@ TEST(SchedulerChunkedPrefill, SequencesShareTheBudgetRunningFirstThenWaiting) {
   const std::vector<Steps> expected = {
       {{a, 7}, {b, 3}},          // b's first chunk takes what is left
       {{a, 1}, {b, 3}, {c, 5}},  // running first (a decodes, b finishes its prompt), then c
-      {{a, 1}, {b, 1}, {c, 1}},
-      {{a, 1}, {b, 1}, {c, 1}},
-      {{b, 1}, {c, 1}},  // a has its 4 tokens
+      {{a, 1}, {b, 1}, {c, 1}}, {{a, 1}, {b, 1}, {c, 1}}, {{b, 1}, {c, 1}},  // a has its 4 tokens
   };
   for (const Steps& want : expected) {
     const auto step = h.Schedule();
@@ -85,8 +83,12 @@ TEST(SchedulerBatching, MaxNumSeqsBoundsSequencesPerStep) {
   std::vector<int64_t> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(h.Add(MakeRequest(Prompt(3, i * 10), 2)));
   const std::vector<Steps> expected = {
-      {{ids[0], 3}, {ids[1], 3}}, {{ids[0], 1}, {ids[1], 1}}, {{ids[2], 3}, {ids[3], 3}},
-      {{ids[2], 1}, {ids[3], 1}}, {{ids[4], 3}},              {{ids[4], 1}},
+      {{ids[0], 3}, {ids[1], 3}},
+      {{ids[0], 1}, {ids[1], 1}},
+      {{ids[2], 3}, {ids[3], 3}},
+      {{ids[2], 1}, {ids[3], 1}},
+      {{ids[4], 3}},
+      {{ids[4], 1}},
   };
   for (const Steps& want : expected) {
     const auto step = h.Schedule();
@@ -141,8 +143,9 @@ TEST(SchedulerStop, MaxTokensEosStopIdsAndIgnoreEos) {
     EXPECT_EQ(h.scheduler().num_used_blocks(0), (6 + c.num_outputs - 1 + 3) / 4);
     const auto next = h.Schedule();  // workers hear of the finished sequence with the next step
     ASSERT_TRUE(next);
-    EXPECT_EQ(std::vector<int64_t>(next->finished_seq_ids().begin(), next->finished_seq_ids().end()),
-              std::vector<int64_t>{id});
+    EXPECT_EQ(
+        std::vector<int64_t>(next->finished_seq_ids().begin(), next->finished_seq_ids().end()),
+        std::vector<int64_t>{id});
     EXPECT_EQ(Chunks(*next), (Steps{{other, 1}}));
     h.Complete();
     h.Cancel(other);
@@ -162,9 +165,8 @@ TEST(SchedulerDiffs, NewSequencesInFullRunningOnesAsAppendedBlocks) {
   r.num_logprobs = 3;
   const int64_t id = h.Add(r);
   // Prompt chunks of 6 and 4, then 8 decodes (the last token is never computed).
-  const std::vector<std::pair<int, int>> start_and_new_blocks = {{0, 2}, {6, 1}, {10, 0}, {11, 0},
-                                                                 {12, 1}, {13, 0}, {14, 0}, {15, 0},
-                                                                 {16, 1}};
+  const std::vector<std::pair<int, int>> start_and_new_blocks = {
+      {0, 2}, {6, 1}, {10, 0}, {11, 0}, {12, 1}, {13, 0}, {14, 0}, {15, 0}, {16, 1}};
   std::vector<int32_t> table;
   for (size_t k = 0; k < start_and_new_blocks.size(); ++k) {
     const auto step = h.Schedule();
@@ -185,7 +187,9 @@ TEST(SchedulerDiffs, NewSequencesInFullRunningOnesAsAppendedBlocks) {
     table.insert(table.end(), s.block_ids().begin(), s.block_ids().end());
     EXPECT_EQ(table, h.worker_table(id));
     const std::vector<SequenceUpdate> updates = h.Complete();
-    if (k > 0) EXPECT_EQ(updates.at(0).logprobs.at(0).size(), 3u);
+    if (k > 0) {
+      EXPECT_EQ(updates.at(0).logprobs.at(0).size(), 3u);
+    }
   }
   EXPECT_EQ(h.num_outputs(id), 8);
   EXPECT_EQ(table.size(), 5u);  // 17 tokens computed
@@ -213,8 +217,9 @@ TEST(SchedulerPreemption, NewestRunningSequenceIsPreemptedAndRecomputed) {
     ASSERT_TRUE(step);
     EXPECT_EQ(h.scheduler().stats().num_preemptions, 1);
     EXPECT_EQ(Chunks(*step), (Steps{{a, 1}}));
-    EXPECT_EQ(std::vector<int64_t>(step->finished_seq_ids().begin(), step->finished_seq_ids().end()),
-              std::vector<int64_t>{b});
+    EXPECT_EQ(
+        std::vector<int64_t>(step->finished_seq_ids().begin(), step->finished_seq_ids().end()),
+        std::vector<int64_t>{b});
     EXPECT_EQ(h.scheduler().stats().num_waiting, 1);
     h.Complete();
     for (int k = 0; k < 2; ++k) {  // a's last two decodes; b does not fit beside it
@@ -248,6 +253,32 @@ TEST(SchedulerPreemption, NewestRunningSequenceIsPreemptedAndRecomputed) {
   }
 }
 
+// A preempted sequence goes back to the front of the queue, ahead of later arrivals
+// (c alone would fit while b waits for a to finish).
+TEST(SchedulerPreemption, PreemptedSequenceWaitsAheadOfLaterOnes) {
+  SchedulerOptions o = SmallOptions(4, 7, 64);
+  o.max_num_seqs = 2;
+  SchedulerHarness h(o);
+  const int64_t a = h.Add(MakeRequest(Prompt(8, 0), 8));
+  const int64_t b = h.Add(MakeRequest(Prompt(8, 500), 8));
+  const int64_t c = h.Add(MakeRequest(Prompt(4, 300), 1));
+  for (int k = 0; k < 5; ++k) {
+    ASSERT_TRUE(h.Schedule());
+    h.Complete();
+  }
+  for (int k = 0; k < 3; ++k) {
+    const auto step = h.Schedule();
+    ASSERT_TRUE(step);
+    EXPECT_EQ(Chunks(*step), (Steps{{a, 1}}));
+    h.Complete();
+  }
+  EXPECT_EQ(h.scheduler().stats().num_preemptions, 1);
+  const auto step = h.Schedule();
+  ASSERT_TRUE(step);
+  EXPECT_EQ(Chunks(*step), (Steps{{b, 5}, {c, 4}}));
+  h.RunToCompletion();
+}
+
 // With a step in flight, the newest sequence that is not in flight is the victim.
 TEST(SchedulerPreemption, InFlightSequencesAreNeverPreempted) {
   SchedulerOptions o = SmallOptions(4, 7, 64);
@@ -273,7 +304,8 @@ TEST(SchedulerPrefixCache, SecondRequestReusesFullBlocksOfTheFirst) {
   b_prompt.insert(b_prompt.end(), {7, 8, 9});
   const int64_t b = h.Add(MakeRequest(b_prompt, 2));
   const int64_t c = h.Add(MakeRequest(shared, 2));  // whole prompt cached, a block multiple
-  const int64_t d = h.Add(MakeRequest(std::vector<int32_t>(prompt.begin(), prompt.begin() + 13), 2));
+  const int64_t d =
+      h.Add(MakeRequest(std::vector<int32_t>(prompt.begin(), prompt.begin() + 13), 2));
   const auto step = h.Schedule();
   ASSERT_TRUE(step);
   EXPECT_EQ(Chunks(*step), (Steps{{a, 1}, {b, 3}, {c, 4}, {d, 1}}));
@@ -406,7 +438,7 @@ TEST(SchedulerDp, RoundRobinRanksWithTheirOwnPoolsAndBudgets) {
   h.RunToCompletion();
   EXPECT_EQ(h.num_outputs(c), 3);
   // One sequence: the other rank's batch is there, empty.
-  const int64_t d = h.Add(MakeRequest(Prompt(5), 1));  // rank 1 (round-robin continues)
+  const int64_t d = h.Add(MakeRequest(Prompt(5, 700), 1));  // rank 1 (round-robin continues)
   step = h.Schedule();
   ASSERT_EQ(step->dp_size(), 2);
   EXPECT_EQ(step->dp(0).sequences_size(), 0);
@@ -435,9 +467,12 @@ TEST(SchedulerValidate, EveryBadFieldIsNamed) {
       {"negative id", [](SequenceRequest& r) { r.prompt_ids[1] = -1; }, bad, "prompt_ids[1]"},
       {"id = vocab", [](SequenceRequest& r) { r.prompt_ids[0] = 1000; }, bad, "prompt_ids[0]"},
       {"max_tokens 0", [](SequenceRequest& r) { r.max_tokens = 0; }, bad, "max_tokens"},
-      {"temp < 0", [](SequenceRequest& r) { r.sampling.set_temperature(-0.1f); }, bad, "temperature"},
-      {"temp nan", [=](SequenceRequest& r) { r.sampling.set_temperature(nan); }, bad, "temperature"},
-      {"temp inf", [=](SequenceRequest& r) { r.sampling.set_temperature(inf); }, bad, "temperature"},
+      {"temp < 0", [](SequenceRequest& r) { r.sampling.set_temperature(-0.1f); }, bad,
+       "temperature"},
+      {"temp nan", [=](SequenceRequest& r) { r.sampling.set_temperature(nan); }, bad,
+       "temperature"},
+      {"temp inf", [=](SequenceRequest& r) { r.sampling.set_temperature(inf); }, bad,
+       "temperature"},
       {"top_p 0", [](SequenceRequest& r) { r.sampling.set_top_p(0.0f); }, bad, "top_p"},
       {"top_p > 1", [](SequenceRequest& r) { r.sampling.set_top_p(1.01f); }, bad, "top_p"},
       {"top_p nan", [=](SequenceRequest& r) { r.sampling.set_top_p(nan); }, bad, "top_p"},
@@ -446,18 +481,27 @@ TEST(SchedulerValidate, EveryBadFieldIsNamed) {
       {"min_p > 1", [](SequenceRequest& r) { r.sampling.set_min_p(1.5f); }, bad, "min_p"},
       {"min_p nan", [=](SequenceRequest& r) { r.sampling.set_min_p(nan); }, bad, "min_p"},
       {"logprobs < 0", [](SequenceRequest& r) { r.num_logprobs = -1; }, bad, "logprobs"},
-      {"stops", [](SequenceRequest& r) { r.stop_token_ids = {5, 6, 7}; }, bad, "stop_token_ids"},
-      {"stop id", [](SequenceRequest& r) { r.stop_token_ids = {5, 1000}; }, bad, "stop_token_ids[1]"},
+      {"stops",
+       [](SequenceRequest& r) {
+         r.stop_token_ids = {5, 6, 7};
+       },
+       bad, "stop_token_ids"},
+      {"stop id",
+       [](SequenceRequest& r) {
+         r.stop_token_ids = {5, 1000};
+       },
+       bad, "stop_token_ids[1]"},
       {"too long", [](SequenceRequest& r) { r.max_tokens = 35; }, bad, "max_tokens"},
-      {"no room", [](SequenceRequest& r) { r.max_tokens = 30; }, absl::StatusCode::kResourceExhausted,
-       "KV blocks"},
+      {"no room", [](SequenceRequest& r) { r.max_tokens = 30; },
+       absl::StatusCode::kResourceExhausted, "KV blocks"},
   };
   for (const Case& c : cases) {
     SequenceRequest r = MakeRequest(Prompt(6), 4);
     c.edit(r);
     const absl::Status status = scheduler.Validate(r);
     EXPECT_EQ(status.code(), c.code) << c.name << ": " << status;
-    EXPECT_NE(std::string(status.message()).find(c.field), std::string::npos) << c.name << ": " << status;
+    EXPECT_NE(std::string(status.message()).find(c.field), std::string::npos)
+        << c.name << ": " << status;
   }
   // The edges that are allowed.
   const std::vector<std::function<void(SequenceRequest&)>> fine = {
@@ -465,8 +509,12 @@ TEST(SchedulerValidate, EveryBadFieldIsNamed) {
       [](SequenceRequest& r) { r.sampling.set_top_k(-1); },
       [](SequenceRequest& r) { r.sampling.set_top_k(0); },
       [](SequenceRequest& r) { r.sampling.set_min_p(1.0f); },
-      [](SequenceRequest& r) { r.stop_token_ids = {0, 999}; },
-      [](SequenceRequest& r) { r.prompt_ids = {0, 999}; },
+      [](SequenceRequest& r) {
+        r.stop_token_ids = {0, 999};
+      },
+      [](SequenceRequest& r) {
+        r.prompt_ids = {0, 999};
+      },
       [](SequenceRequest& r) { r.max_tokens = 26; },  // 32 tokens: the whole pool
       [](SequenceRequest& r) { r.num_logprobs = 1000; },
   };
