@@ -29,6 +29,7 @@ using Steps = std::vector<std::pair<int64_t, int>>;
 
 TEST(SchedulerChunkedPrefill, PromptTakesCeilLOverBStepsOfAtMostB) {
   for (const auto& [length, budget] : {std::pair{37, 10}, {40, 10}, {1, 10}, {10, 10}, {9, 1}}) {
+    SCOPED_TRACE(testing::Message() << "L=" << length << " B=" << budget);
     SchedulerHarness h(SmallOptions(4, 64, budget));
     const int64_t id = h.Add(MakeRequest(Prompt(length), 3));
     const int num_chunks = (length + budget - 1) / budget;
@@ -99,7 +100,7 @@ TEST(SchedulerBatching, MaxNumSeqsBoundsSequencesPerStep) {
   EXPECT_FALSE(h.scheduler().HasUnfinished());
 }
 
-// Runs one sequence whose k-th output is tokens[k] to its end.
+// A sequence's fabricated outputs (the k-th is outputs[k]) and how it must end.
 struct StopCase {
   std::vector<int32_t> outputs;
   bool ignore_eos;
@@ -118,6 +119,7 @@ TEST(SchedulerStop, MaxTokensEosStopIdsAndIgnoreEos) {
       {{50, 51, 52}, false, {52}, FinishReason::kStop, 3},       // stop wins over length
   };
   for (const StopCase& c : cases) {
+    SCOPED_TRACE(static_cast<int>(&c - cases.data()));
     SchedulerHarness h(SmallOptions(4, 64, 32));
     const std::vector<int32_t> outputs = c.outputs;
     SequenceRequest r = MakeRequest(Prompt(6), 3, c.ignore_eos);
@@ -164,7 +166,7 @@ TEST(SchedulerDiffs, NewSequencesInFullRunningOnesAsAppendedBlocks) {
   r.sampling.set_seed(1234);
   r.num_logprobs = 3;
   const int64_t id = h.Add(r);
-  // Prompt chunks of 6 and 4, then 8 decodes (the last token is never computed).
+  // Prompt chunks of 6 and 4 (which samples), then 7 decodes: 8 outputs, 17 tokens computed.
   const std::vector<std::pair<int, int>> start_and_new_blocks = {
       {0, 2}, {6, 1}, {10, 0}, {11, 0}, {12, 1}, {13, 0}, {14, 0}, {15, 0}, {16, 1}};
   std::vector<int32_t> table;
@@ -325,6 +327,36 @@ TEST(SchedulerPrefixCache, SecondRequestReusesFullBlocksOfTheFirst) {
   EXPECT_EQ(stats.prefix_cache_hits, 12 + 8 + 12);
   h.RunToCompletion();
   EXPECT_EQ(h.scheduler().num_used_blocks(0), 0);
+}
+
+// num_cached_tokens is what the admission that happened took from the cache, not what
+// an earlier attempt that did not fit found (a regression test).
+TEST(SchedulerPrefixCache, CachedTokensComeFromTheAdmissionThatSucceeds) {
+  SchedulerHarness h(SmallOptions(4, 7, 64));
+  const std::vector<int32_t> prompt = Prompt(12);
+  const int64_t a = h.Add(MakeRequest(prompt, 9));
+  ASSERT_TRUE(h.Schedule());
+  std::vector<int32_t> b_prompt(prompt.begin(), prompt.begin() + 8);
+  for (int32_t t : Prompt(12, 600)) b_prompt.push_back(t);
+  const int64_t b = h.Add(MakeRequest(b_prompt, 1));
+  EXPECT_FALSE(h.Schedule());  // b needs 5 blocks, 3 are free, nothing is cached yet
+  h.Complete();
+  int b_steps = 0;
+  while (!h.finished(b)) {
+    const auto step = h.Schedule();
+    ASSERT_TRUE(step);
+    if (const pb::ScheduledSequence* s = Find(*step, b)) {
+      EXPECT_TRUE(h.finished(a));  // b fits only once a is gone
+      EXPECT_EQ(s->start_position(), 8);
+      ++b_steps;
+    }
+    for (const SequenceUpdate& u : h.Complete()) {
+      if (u.seq_id == b) {
+        EXPECT_EQ(u.num_cached_tokens, 8);
+      }
+    }
+  }
+  EXPECT_EQ(b_steps, 1);
 }
 
 TEST(SchedulerPrefixCache, NothingIsSharedBeforeTheStepCompletesOrWhenDisabled) {
