@@ -48,7 +48,7 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--num-micro-batches", o.num_micro_batches, "Steps in flight (default: pp)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--block-size", o.block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
-  app.add_option("--kv-cache-memory", o.kv_cache_memory, "KV cache memory per worker (e.g. 256M, 4G)");
+  app.add_option("--kv-cache-memory", o.kv_cache_memory, "KV cache memory per worker: bytes (256M, 4G) or a fraction of available memory (0.3)");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step")->check(CLI::Range(1, 1 << 20));
@@ -89,7 +89,7 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   if (absl::Status s = ValidateLayoutForModel(*config, parallel, {pp_layers.begin(), pp_layers.end()}); !s.ok()) {
     return Fail(s);
   }
-  absl::StatusOr<int64_t> kv_bytes = ParseByteSize(o.kv_cache_memory);
+  absl::StatusOr<int64_t> kv_bytes = ParseKvCacheMemory(o.kv_cache_memory);
   if (!kv_bytes.ok()) return Fail(kv_bytes.status());
   const sigset_t stop_signals = BlockStopSignals();  // before any thread starts
 

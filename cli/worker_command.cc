@@ -27,7 +27,8 @@ void AddWorkerCommandFlags(CLI::App& app, WorkerCommandOptions& o) {
       ->check(CLI::Range(-1, 1 << 20));
   app.add_option(
       "--kv-cache-memory", o.kv_cache_memory,
-      "KV cache memory, e.g. 512M or 2G, unless the coordinator sets it (default: 256M on cpu)");
+      "KV cache memory: bytes (512M, 2G) or a fraction of available memory (0.3), unless the "
+      "coordinator sets it (default: 256M on cpu)");
   app.add_option("--device", o.device, "cpu (cuda arrives with the GPU backend)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--data-plane-host", o.data_plane_host,
@@ -48,7 +49,7 @@ int WorkerCommand(const WorkerCommandOptions& o) {
   options.connect_timeout = Seconds(o.connect_timeout_s);
   options.heartbeat_interval = Seconds(o.heartbeat_interval_s);
   if (!o.kv_cache_memory.empty()) {
-    absl::StatusOr<int64_t> bytes = ParseByteSize(o.kv_cache_memory);
+    absl::StatusOr<int64_t> bytes = ParseKvCacheMemory(o.kv_cache_memory);
     if (!bytes.ok() || *bytes == 0) {
       std::fprintf(stderr, "lattice worker: --kv-cache-memory: %s\n",
                    bytes.ok() ? "must be positive" : std::string(bytes.status().message()).c_str());

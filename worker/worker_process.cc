@@ -2,6 +2,8 @@
 // Register -> Assignment -> Loaded -> CacheConfig -> StepRequest* -> Shutdown.
 #include "worker/worker_process.h"
 
+#include <fstream>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -405,6 +408,26 @@ absl::StatusOr<int> DiscoverWorkerRank(std::optional<int> flag) {
     return rank;
   }
   return -1;
+}
+
+}  // namespace lattice
+
+namespace lattice {
+
+absl::StatusOr<int64_t> ParseKvCacheMemory(std::string_view text) {
+  if (text.find('.') == std::string_view::npos) return ParseByteSize(text);
+  double fraction = 0;
+  if (!absl::SimpleAtod(absl::string_view(text.data(), text.size()), &fraction) || !(fraction > 0 && fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory '", std::string(text),
+                                                   "' is neither a byte size nor a fraction in (0, 1]"));
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return static_cast<int64_t>(fraction * static_cast<double>(kib) * 1024.0);
+  }
+  return absl::UnavailableError("--kv-cache-memory: MemAvailable is not in /proc/meminfo");
 }
 
 }  // namespace lattice

@@ -52,6 +52,10 @@ absl::Status RunWorker(const WorkerOptions& options);
 // overflow.
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
+// --kv-cache-memory: a byte size (ParseByteSize), or a fraction written with a
+// decimal point ("0.3") of the memory available on this machine now (MemAvailable).
+absl::StatusOr<int64_t> ParseKvCacheMemory(std::string_view text);
+
 // The rank a worker registers with: `flag` (--rank) if set, else LWS_WORKER_INDEX,
 // else RANK, else -1 (the coordinator assigns one); an empty variable counts as unset.
 // INVALID_ARGUMENT naming the

@@ -5,8 +5,10 @@
 // preempt under a small KV pool, reuse prefixes, overlap pipeline micro-batches and
 // free every block of a cancelled stream.
 #include <chrono>
+#include <future>
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -405,6 +407,64 @@ TEST(Serve, IndependentDpInstancesBehindTheRouter) {
   int64_t hits = 0;
   for (const v1::InstanceStatus& instance : status.instances()) hits += instance.prefix_cache_hits();
   EXPECT_GE(hits, 2 * 32);
+}
+
+}  // namespace
+}  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TEST(Serve, AFullQueueIsResourceExhaustedAndTheRestComplete) {
+  Server server(FixturesDir() / "llama_gqa_f32", {"--max-queued-requests", "1", "--max-num-seqs", "1"});
+  std::vector<Streamed> got(12);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 12; ++i) clients.emplace_back([&, i] { got[i] = Generate(server.stub(), Prompt(8, i), 40); });
+  for (std::thread& t : clients) t.join();
+  int exhausted = 0, completed = 0;
+  for (const Streamed& s : got) {
+    if (s.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++exhausted;
+      EXPECT_NE(s.status.error_message().find("queue"), std::string::npos) << s.status.error_message();
+    } else {
+      ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+      EXPECT_EQ(s.tokens.size(), 40u);
+      ++completed;
+    }
+  }
+  EXPECT_GT(exhausted, 0);
+  EXPECT_GE(completed, 2);
+  EXPECT_EQ(server.Status().kv_blocks_used(), 0);
+}
+
+// grpc.health.v1.Health/Check by hand (the health proto is not in Debian's grpc++):
+// request field 1 is the service name, response field 1 the status (1 = SERVING).
+int HealthStatus(const std::string& address, const std::string& service) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::string request = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1), response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer, &response_buffer,
+                 [&](grpc::Status status) { done.set_value(status); });
+  const grpc::Status status = done.get_future().get();
+  if (!status.ok()) return -static_cast<int>(status.error_code());
+  std::vector<grpc::Slice> slices;
+  response_buffer.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes.size() >= 2 && bytes[0] == 0x08 ? bytes[1] : 0;  // an absent field is UNKNOWN (0)
+}
+
+TEST(Serve, HealthIsServingOnceTheWorkersAreUp) {
+  Server server(FixturesDir() / "llama_gqa_f32", {"--pp", "2"});
+  EXPECT_EQ(HealthStatus(server.address(), ""), 1);
+  for (int i = 0; i < 50 && HealthStatus(server.address(), "lattice.v1.Lattice") != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(HealthStatus(server.address(), "lattice.v1.Lattice"), 1);
 }
 
 }  // namespace

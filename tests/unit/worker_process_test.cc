@@ -166,3 +166,21 @@ TEST(RunWorkerTest, GivesUpOnACoordinatorThatNeverAnswersAfterTheConnectTimeout)
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TEST(KvCacheMemory, BytesOrAFractionOfAvailableMemory) {
+  EXPECT_EQ(ParseKvCacheMemory("512M").value(), int64_t{512} << 20);
+  const absl::StatusOr<int64_t> half = ParseKvCacheMemory("0.5");
+  ASSERT_TRUE(half.ok()) << half.status();
+  const absl::StatusOr<int64_t> quarter = ParseKvCacheMemory("0.25");
+  ASSERT_TRUE(quarter.ok());
+  EXPECT_GT(*half, 0);
+  // MemAvailable moves a little between the two reads.
+  EXPECT_NEAR(static_cast<double>(*quarter) / static_cast<double>(*half), 0.5, 0.05);
+  for (const char* bad : {"0.0", "1.5", "-0.2", "0.x"}) EXPECT_FALSE(ParseKvCacheMemory(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace lattice
