@@ -107,13 +107,7 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--tp", o.tp, "Tensor-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--pp", o.pp, "Pipeline-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--dp", o.dp, "Data-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--ep", o.ep, "Expert-parallel size (1, or dp * tp)")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--pp-layers", o.pp_layers, "Layers per pipeline stage, e.g. 3,5 (default: even)");
-  app.add_option("--num-micro-batches", o.num_micro_batches, "Steps in flight (default: pp)")
-      ->check(CLI::Range(0, 1024));
+  AddLayoutFlags(app, o.layout);
   app.add_option("--rank", o.rank, "This process's rank (set by a launcher)");
   app.add_option("--world-size", o.world_size, "Number of ranks (set by a launcher)");
   app.add_option("--store-host", o.store_host, "Rendezvous store host (rank 0 hosts it)");
@@ -126,21 +120,15 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
   // loads and before any other rank starts.
   absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
   if (!config.ok()) return Fail(config.status());
-  const ParallelConfig parallel{.tp = o.tp, .pp = o.pp, .dp = o.dp, .ep = o.ep};
-  absl::StatusOr<RankLayout> layout = RankLayout::Create(parallel.world_size(), parallel);
-  if (!layout.ok()) return Fail(layout.status());
+  absl::StatusOr<CheckedLayout> checked = CheckLayout(o.layout, *config);
+  if (!checked.ok()) return Fail(checked.status());
+  const ParallelConfig parallel = o.layout.parallel();
+  const RankLayout& layout = checked->layout;
   DistributedOptions options;
-  if (!o.pp_layers.empty()) {
-    absl::StatusOr<std::vector<int32_t>> layers = ParseIntList(o.pp_layers, "--pp-layers");
-    if (!layers.ok()) return Fail(layers.status());
-    options.pp_layers.assign(layers->begin(), layers->end());
-  }
-  if (absl::Status status = ValidateLayoutForModel(*config, parallel, options.pp_layers); !status.ok()) {
-    return Fail(status);
-  }
+  options.pp_layers = checked->pp_layers;
 
   std::vector<GenerationRequest> requests;
-  std::vector<int64_t> blocks_per_dp(o.dp, 0);
+  std::vector<int64_t> blocks_per_dp(o.layout.dp, 0);
   for (const std::string& text : o.prompt_ids) {
     absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--prompt-ids");
     if (!ids.ok()) return Fail(ids.status());
@@ -155,7 +143,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     request.sampling.set_min_p(o.min_p);
     request.sampling.set_seed(o.seed);
     // Requests go to DP ranks round-robin; size each rank's cache for what it gets.
-    blocks_per_dp[requests.size() % o.dp] +=
+    blocks_per_dp[requests.size() % o.layout.dp] +=
         NumBlocksFor(static_cast<int64_t>(request.prompt_ids.size()) + std::max(o.max_tokens, 0), o.block_size);
     requests.push_back(std::move(request));
   }
@@ -166,9 +154,9 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
           : static_cast<int32_t>(std::max<int64_t>(*std::max_element(blocks_per_dp.begin(), blocks_per_dp.end()), 1));
   options.engine.max_num_batched_tokens = o.max_num_batched_tokens;
   options.engine.max_num_seqs = o.max_num_seqs;
-  options.num_micro_batches = o.num_micro_batches;
+  options.num_micro_batches = o.layout.num_micro_batches;
   {
-    const Scheduler check(MakeSchedulerOptions(*config, options.engine, o.dp));
+    const Scheduler check(MakeSchedulerOptions(*config, options.engine, o.layout.dp));
     if (absl::Status status = ValidateAll(check, requests); !status.ok()) return Fail(status);
   }
 
@@ -218,7 +206,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     if (!started.ok()) return Fail(started.status());
     launcher = *std::move(started);
   }
-  const int code = RunRank(o, *launch, *layout, *config, options, requests);
+  const int code = RunRank(o, *launch, layout, *config, options, requests);
   if (launcher) {
     if (code != 0) launcher->Kill();
     launcher->Wait();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/layout_flags.h"
+
 namespace lattice {
 
 struct RunCommandOptions {
@@ -25,13 +27,7 @@ struct RunCommandOptions {
   int max_num_batched_tokens = 2048;  // token budget per step (chunked prefill)
   int max_num_seqs = 256;             // sequences per step
 
-  // Parallelism (world size = tp * pp * dp).
-  int tp = 1;
-  int pp = 1;
-  int dp = 1;
-  int ep = 1;
-  std::string pp_layers;       // "3,5": layers per stage
-  int num_micro_batches = 0;   // 0: pp
+  LayoutFlags layout;  // world size = tp * pp * dp
   // Set by a launcher other than `lattice run` itself (or by it, for its children).
   std::optional<int> rank;
   std::optional<int> world_size;

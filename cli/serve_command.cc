@@ -40,13 +40,7 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--model", o.model_dir, "Model directory (config.json + safetensors)")->required();
   app.add_option("--host", o.host, "Address to listen on");
   app.add_option("--port", o.port, "gRPC port (0: any free port)")->check(CLI::Range(0, 65535));
-  app.add_option("--tp", o.tp, "Tensor-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--pp", o.pp, "Pipeline-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--dp", o.dp, "Data-parallel size")->check(CLI::Range(1, 1024));
-  app.add_option("--ep", o.ep, "Expert-parallel size (1, or dp * tp)")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--pp-layers", o.pp_layers, "Layers per pipeline stage, e.g. 3,5");
-  app.add_option("--num-micro-batches", o.num_micro_batches, "Steps in flight (default: pp)")
-      ->check(CLI::Range(0, 1024));
+  AddLayoutFlags(app, o.layout);
   app.add_option("--block-size", o.block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
   app.add_option("--kv-cache-memory", o.kv_cache_memory, "KV cache memory per worker: bytes (256M, 4G) or a fraction of available memory (0.3)");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
@@ -75,20 +69,10 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   // Everything checkable is checked before any process starts or weight loads.
   absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
   if (!config.ok()) return Fail(config.status());
-  const ParallelConfig parallel{.tp = o.tp, .pp = o.pp, .dp = o.dp, .ep = o.ep};
-  absl::StatusOr<RankLayout> layout = RankLayout::Create(parallel.world_size(), parallel);
-  if (!layout.ok()) return Fail(layout.status());
-  std::vector<int32_t> pp_layers;
-  for (absl::string_view part : absl::StrSplit(o.pp_layers, ',', absl::SkipEmpty())) {
-    int value = 0;
-    if (!absl::SimpleAtoi(part, &value)) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("--pp-layers: '", std::string(part), "' is not a number")));
-    }
-    pp_layers.push_back(value);
-  }
-  if (absl::Status s = ValidateLayoutForModel(*config, parallel, {pp_layers.begin(), pp_layers.end()}); !s.ok()) {
-    return Fail(s);
-  }
+  absl::StatusOr<CheckedLayout> checked = CheckLayout(o.layout, *config);
+  if (!checked.ok()) return Fail(checked.status());
+  const ParallelConfig parallel = o.layout.parallel();
+  const std::vector<int32_t> pp_layers(checked->pp_layers.begin(), checked->pp_layers.end());
   absl::StatusOr<int64_t> kv_bytes = ParseKvCacheMemory(o.kv_cache_memory);
   if (!kv_bytes.ok()) return Fail(kv_bytes.status());
   const sigset_t stop_signals = BlockStopSignals();  // before any thread starts
@@ -136,16 +120,16 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   InstanceOptions& instance = options.instance;
   // A dense model's DP ranks are independent instances behind the router; an MoE
   // model's are one instance whose DP ranks share the experts and step together.
-  const bool independent = config->num_experts == 0 && o.dp > 1;
-  options.num_instances = independent ? o.dp : 1;
-  instance.parallel.set_tp(o.tp);
-  instance.parallel.set_pp(o.pp);
-  instance.parallel.set_dp(independent ? 1 : o.dp);
-  instance.parallel.set_ep(o.ep);
-  options.api.parallel.set_tp(o.tp);
-  options.api.parallel.set_pp(o.pp);
-  options.api.parallel.set_dp(o.dp);
-  options.api.parallel.set_ep(o.ep);
+  const bool independent = config->num_experts == 0 && o.layout.dp > 1;
+  options.num_instances = independent ? o.layout.dp : 1;
+  instance.parallel.set_tp(o.layout.tp);
+  instance.parallel.set_pp(o.layout.pp);
+  instance.parallel.set_dp(independent ? 1 : o.layout.dp);
+  instance.parallel.set_ep(o.layout.ep);
+  options.api.parallel.set_tp(o.layout.tp);
+  options.api.parallel.set_pp(o.layout.pp);
+  options.api.parallel.set_dp(o.layout.dp);
+  options.api.parallel.set_ep(o.layout.ep);
   instance.pp_layers = pp_layers;
   instance.model_dir = o.model_dir;
   instance.store_host = !o.store_host.empty() ? o.store_host
@@ -158,7 +142,7 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   instance.enable_prefix_caching = !o.no_prefix_caching;
   instance.max_num_batched_tokens = o.max_num_batched_tokens;
   instance.max_num_seqs = o.max_num_seqs;
-  instance.num_micro_batches = o.num_micro_batches;
+  instance.num_micro_batches = o.layout.num_micro_batches;
   instance.max_queued_requests = o.max_queued_requests;
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server = CoordinatorServer::Start(options);
   if (!server.ok()) return Fail(server.status());

@@ -7,18 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "cli/layout_flags.h"
+
 namespace lattice {
 
 struct ServeOptions {
   std::string model_dir;
   std::string host = "0.0.0.0";
   int port = 50051;  // 0: any free port (printed)
-  int tp = 1;
-  int pp = 1;
-  int dp = 1;
-  int ep = 1;
-  std::string pp_layers;
-  int num_micro_batches = 0;
+  LayoutFlags layout;
   int block_size = 16;
   std::string kv_cache_memory = "256M";  // per worker
   int max_num_batched_tokens = 2048;
