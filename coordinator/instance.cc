@@ -288,6 +288,7 @@ v1::InstanceStatus Instance::Status() const {
     status.set_prefix_cache_hits(s.prefix_cache_hits);
     status.set_num_preemptions(s.num_preemptions);
     status.set_num_steps(s.num_steps);
+    status.set_num_computed_tokens(s.num_computed_tokens);
   }
   status.set_num_overlapped_steps(overlapped_steps_);
   return status;

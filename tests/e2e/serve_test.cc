@@ -251,10 +251,14 @@ TEST(Serve, ASharedPrefixIsServedFromTheCache) {
   std::vector<int> second(first.begin(), first.begin() + 35);
   second.push_back(7);
   const Streamed a = Generate(server.stub(), first, 4);
+  const int64_t computed_after_a = server.Status().num_computed_tokens();
   const Streamed b = Generate(server.stub(), second, 4);
   ASSERT_TRUE(a.status.ok() && b.status.ok());
   EXPECT_EQ(a.usage.cached_tokens(), 0);
   EXPECT_EQ(b.usage.cached_tokens(), 32);  // two full blocks of 16
+  // 40 prompt tokens and 3 decodes for the first; 36 - 32 and 3 for the second.
+  EXPECT_EQ(computed_after_a, 40 + 3);
+  EXPECT_EQ(server.Status().num_computed_tokens() - computed_after_a, 4 + 3);
   EXPECT_GT(server.Status().prefix_cache_hits(), 0);
 }
 
