@@ -200,35 +200,31 @@ absl::StatusOr<LaunchInfo> DiscoverFlags(const LaunchFlags& flags) {
   return info;
 }
 
-absl::StatusOr<LaunchInfo> DiscoverEnv(const LaunchFlags& flags) {
-  absl::StatusOr<int> rank = EnvInt("RANK");
+// Rank and world size from a pair of environment variables, both checked.
+absl::StatusOr<LaunchInfo> InfoFromEnv(const char* rank_var, const char* size_var, const char* source) {
+  absl::StatusOr<int> rank = EnvInt(rank_var);
   if (!rank.ok()) return rank.status();
-  absl::StatusOr<int> world_size = EnvInt("WORLD_SIZE");
+  absl::StatusOr<int> world_size = EnvInt(size_var);
   if (!world_size.ok()) return world_size.status();
-  LaunchInfo info = MakeInfo(*rank, *world_size, "env");
-  if (absl::Status s = CheckRankAndSize("RANK", info.rank, "WORLD_SIZE", info.world_size);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ReadLocalRank(info); !s.ok()) return s;
-  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, info);
-      !s.ok()) {
+  LaunchInfo info = MakeInfo(*rank, *world_size, source);
+  if (absl::Status s = CheckRankAndSize(rank_var, info.rank, size_var, info.world_size); !s.ok()) return s;
+  return info;
+}
+
+absl::StatusOr<LaunchInfo> DiscoverEnv(const LaunchFlags& flags) {
+  absl::StatusOr<LaunchInfo> info = InfoFromEnv("RANK", "WORLD_SIZE", "env");
+  if (!info.ok()) return info.status();
+  if (absl::Status s = ReadLocalRank(*info); !s.ok()) return s;
+  if (absl::Status s = ResolveStore(flags, "MASTER_ADDR", "MASTER_PORT", std::nullopt, *info); !s.ok()) {
     return s;
   }
   return info;
 }
 
 absl::StatusOr<LaunchInfo> DiscoverLws(const LaunchFlags& flags) {
-  absl::StatusOr<int> rank = EnvInt("LWS_WORKER_INDEX");
-  if (!rank.ok()) return rank.status();
-  absl::StatusOr<int> world_size = EnvInt("LWS_GROUP_SIZE");
-  if (!world_size.ok()) return world_size.status();
-  LaunchInfo info = MakeInfo(*rank, *world_size, "lws");
-  if (absl::Status s =
-          CheckRankAndSize("LWS_WORKER_INDEX", info.rank, "LWS_GROUP_SIZE", info.world_size);
-      !s.ok()) {
-    return s;
-  }
+  absl::StatusOr<LaunchInfo> found = InfoFromEnv("LWS_WORKER_INDEX", "LWS_GROUP_SIZE", "lws");
+  if (!found.ok()) return found.status();
+  LaunchInfo info = *std::move(found);
   info.local_rank = 0;  // one worker per pod
   if (absl::Status s =
           ResolveStore(flags, "LWS_LEADER_ADDRESS", "LATTICE_STORE_PORT", kDefaultStorePort, info);
