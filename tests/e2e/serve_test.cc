@@ -289,28 +289,35 @@ TEST(Serve, ASmallKvPoolPreemptsAndStillAnswersRight) {
 
 TEST(Serve, CancellingMidStreamFreesItsBlocks) {
   Server server(FixturesDir() / "llama_gqa_f32", {"--pp", "2"});
-  v1::GenerateRequest request;
-  const std::vector<int> prompt = Prompt(30, 3);
-  request.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
-  request.set_max_tokens(200);
-  request.set_ignore_eos(true);
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = server.stub().Generate(&context, request);
-  v1::GenerateResponse response;
-  ASSERT_TRUE(reader->Read(&response));
-  EXPECT_GT(server.Status().kv_blocks_used(), 0);
-  context.TryCancel();
-  while (reader->Read(&response)) {
+  // The tiny model can finish a whole request between the first token and the
+  // cancel landing; such an attempt proves nothing, so try again (bounded).
+  bool cancelled = false;
+  for (int attempt = 0; attempt < 10 && !cancelled; ++attempt) {
+    v1::GenerateRequest request;
+    const std::vector<int> prompt = Prompt(30, 3 + attempt);
+    request.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
+    request.set_max_tokens(220);
+    request.set_ignore_eos(true);
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = server.stub().Generate(&context, request);
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    const grpc::StatusCode code = reader->Finish().error_code();
+    ASSERT_TRUE(code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::OK) << code;
+    cancelled = code == grpc::StatusCode::CANCELLED;
+    v1::InstanceStatus status;
+    for (int i = 0; i < 100; ++i) {
+      status = server.Status();
+      if (status.kv_blocks_used() == 0 && status.num_running() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_EQ(status.kv_blocks_used(), 0);
+    EXPECT_EQ(status.num_running(), 0);
   }
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  v1::InstanceStatus status;
-  for (int i = 0; i < 100; ++i) {
-    status = server.Status();
-    if (status.kv_blocks_used() == 0 && status.num_running() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(status.kv_blocks_used(), 0);
-  EXPECT_EQ(status.num_running(), 0);
+  EXPECT_TRUE(cancelled) << "every attempt finished before its cancel landed";
   // And it still serves.
   EXPECT_TRUE(Generate(server.stub(), Prompt(5, 1), 3).status.ok());
 }
