@@ -8,15 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define LATTICE_CUDA_CHECK(expr)                                                        \
-  do {                                                                                  \
-    cudaError_t err_ = (expr);                                                          \
-    if (err_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d: CUDA error %s: %s\n", __FILE__, __LINE__, #expr,      \
-                   cudaGetErrorString(err_));                                           \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
+#include "kernels/cuda/common.cuh"
 
 namespace lattice::cuda {
 namespace {

@@ -1,52 +1,14 @@
 // RMSNorm, fused residual add + RMSNorm, SiLU-and-mul and embedding on the GPU (see ops.h).
 // One block per row for the norms (a block-wide f32 sum of squares), grid-stride
 // loops for the elementwise ops.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "kernels/cuda/ops.h"
 
-#define LATTICE_CUDA_LAUNCH_CHECK()                                                            \
-  do {                                                                                         \
-    const cudaError_t err_ = cudaGetLastError();                                               \
-    LATTICE_CHECK_MSG(err_ == cudaSuccess, "CUDA launch failed: %s", cudaGetErrorString(err_)); \
-  } while (0)
+#include "kernels/cuda/common.cuh"
 
 namespace lattice::cuda {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ float ToFloat(T v);
-template <>
-__device__ __forceinline__ float ToFloat<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <>
-__device__ __forceinline__ float ToFloat<__half>(__half v) { return __half2float(v); }
-
-template <typename T>
-__device__ __forceinline__ T FromFloat(float v);
-template <>
-__device__ __forceinline__ float FromFloat<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
-
 constexpr int kNormThreads = 256;
-
-// Sum over the block; every thread gets the result.
-__device__ float BlockSum(float value) {
-  __shared__ float partial[kNormThreads / 32];
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = value;
-  __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < kNormThreads / 32; ++w) total += partial[w];
-  __syncthreads();
-  return total;
-}
 
 // With `residual`: residual = x + residual first, and the norm is of the sum.
 template <typename T, bool kAddResidual>
@@ -65,7 +27,7 @@ __global__ void RmsNormKernel(const T* x, T* residual, const T* __restrict__ wei
     }
     sum += v * v;
   }
-  const float inv_rms = rsqrtf(BlockSum(sum) / static_cast<float>(hidden) + eps);
+  const float inv_rms = rsqrtf(BlockSum<kNormThreads>(sum) / static_cast<float>(hidden) + eps);
   T* o = out + row * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
     const float v = kAddResidual ? ToFloat(res[i]) : ToFloat(in[i]);
@@ -93,29 +55,6 @@ __global__ void EmbeddingKernel(const int32_t* __restrict__ ids, const T* __rest
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = table[static_cast<int64_t>(ids[i / hidden]) * hidden + i % hidden];
   }
-}
-
-int GridFor(int64_t n, int threads) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, 65535)));
-}
-
-// Calls fn with a null pointer of the tensor's element type.
-template <typename Fn>
-void DispatchFloat(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::kF32:
-      fn(static_cast<float*>(nullptr));
-      return;
-    case DType::kBF16:
-      fn(static_cast<__nv_bfloat16*>(nullptr));
-      return;
-    case DType::kF16:
-      fn(static_cast<__half*>(nullptr));
-      return;
-    case DType::kI32:
-      break;
-  }
-  LATTICE_CHECK_MSG(false, "not a float dtype");
 }
 
 void CheckRows(const Tensor& x, const Tensor& out) {

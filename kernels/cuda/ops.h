@@ -1,12 +1,16 @@
 // The CUDA ops, checked op by op against the CPU reference (kernels/cpu/ops.h) with
 // the same contracts. Tensors live on the device; activations are bf16, f16 or f32
 // (all of one op's float tensors share a dtype), math is in f32. Every launch is on
-// `stream` and checked; nothing allocates. (The rest of the ops arrive with the GPU
-// backend issue.)
+// `stream` and checked; nothing calls cudaMalloc: scratch comes from a Workspace.
+// Launch shapes depend only on host-side sizes (and the upper bounds in the metadata),
+// never on device data, so decode steps can be captured in CUDA graphs.
 #pragma once
+
+#include <cstdint>
 
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/workspace.h"
 #include "kernels/tensor.h"
 
 namespace lattice::cuda {
@@ -22,5 +26,94 @@ void SiluAndMul(const Tensor& x, Tensor& out, cudaStream_t stream = nullptr);
 
 // out[t, :] = table[ids[t], :]. ids: device i32 [T]; ids must be in range (checked upstream).
 void Embedding(const Tensor& ids, const Tensor& table, Tensor& out, cudaStream_t stream = nullptr);
+
+
+// ---- attention (attention.cu) ----
+
+// Per-head RMSNorm of q and k (Qwen3; skipped when q_norm is undefined), rotary
+// embedding of q and k, and K/V written to the paged caches, in one pass.
+// qkv [T, (Hq + 2 Hkv) * D]: q heads, then k heads, then v heads, per token (the fused
+// projection's output); q and k are rotated in place. Rotary is the rotate-half
+// layout on the first rotary_dim = 2 * inv_freq.dim(1) features of each head, as
+// cpu::ApplyRotary: angle = float(position) * inv_freq[j] (f32 product), cos and sin
+// of it times `rope_scale`. inv_freq: device f32 [R, rotary_dim / 2]; token t uses
+// row freq_rows[t] (device i32 [T]) or row 0 when freq_rows is undefined.
+// positions, slot_mapping: device i32 [T]; a slot of -1 writes nothing.
+// k_cache, v_cache [num_blocks, block_size, Hkv, D], qkv's dtype.
+void QkNormRotaryKvWrite(Tensor& qkv, int64_t num_heads, int64_t num_kv_heads, const Tensor& q_norm,
+                         const Tensor& k_norm, float eps, const Tensor& positions, const Tensor& inv_freq,
+                         const Tensor& freq_rows, float rope_scale, const Tensor& slot_mapping, Tensor& k_cache,
+                         Tensor& v_cache, cudaStream_t stream = nullptr);
+
+// Where each sequence's tokens and KV live, on the device, with host-known bounds
+// that fix the launch shape (for graph capture pass bounds, not the exact maxima).
+struct PagedAttentionMetadata {
+  Tensor query_start_loc;  // i32 [S + 1]
+  Tensor seq_lens;         // i32 [S]: cached + new tokens after this step
+  Tensor block_tables;     // i32 [S, max_blocks_per_seq]
+  int32_t num_seqs = 0;
+  int32_t max_query_len = 0;  // >= every q_len; 1 means a pure decode step
+  int32_t max_seq_len = 0;    // >= every seq_len
+  int32_t block_size = 16;
+};
+
+// Causal attention of each sequence's new query tokens over its cached K/V (the new
+// tokens' K/V already written), the contract of cpu::PagedAttention: query i of
+// sequence s sits at position seq_lens[s] - q_len[s] + i and sees keys at positions
+// p <= its own and, when sliding_window > 0, p > position - sliding_window; query head
+// h reads KV head h / (Hq / Hkv); softmax in f32. q: the first Hq * D columns of each
+// row of `q` [T, row_stride] (so the fused qkv tensor can be passed as is).
+// out [T, Hq, D]. Decode steps (max_query_len == 1) split long contexts over several
+// blocks and merge the partial softmaxes (scratch from `workspace`); longer chunks use
+// a flash-style tiled kernel.
+void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                    const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window, Tensor& out,
+                    Workspace& workspace, cudaStream_t stream = nullptr);
+
+// ---- sampling (sampling.cu) ----
+
+// Per-row sampling parameters on the device, one entry per logits row.
+struct SamplingMetadata {
+  Tensor temperature;  // f32 [R]; 0 = greedy
+  Tensor top_k;        // i32 [R]; 0 or -1 = off
+  Tensor top_p;        // f32 [R]; 1 = off
+  Tensor min_p;        // f32 [R]; 0 = off
+  Tensor seed;         // i64 stored as 2 x i32 per row: i32 [R, 2] (low word, high word)
+  Tensor position;     // i32 [R]: the position of the token being sampled
+  bool all_greedy = false;  // host-known: skip the sort
+};
+
+// tokens[r] = the token cpu::Sample(logits[r], params[r], position[r]) picks, with the
+// same uniform (cpu::SampleUniform) and the same filter order. logits: device f32
+// [R, V]; tokens: device i32 [R].
+void Sample(const Tensor& logits, const SamplingMetadata& sampling, Tensor& tokens, Workspace& workspace,
+            cudaStream_t stream = nullptr);
+
+// The k best log-probabilities of each row (log_softmax, best first, ties to the lower
+// id): ids i32 [R, k], logprobs f32 [R, k]. k <= 64.
+void TopKLogprobs(const Tensor& logits, int k, Tensor& ids, Tensor& logprobs, Workspace& workspace,
+                  cudaStream_t stream = nullptr);
+
+// ---- mixture of experts (moe.cu) ----
+
+// Softmax over router_logits [T, E] (any float dtype, f32 math), the top_k experts by
+// probability (ties to the lower id), renormalised when asked: topk_ids i32 [T, k],
+// topk_weights f32 [T, k], best first. As cpu::MoeTopKRouting.
+void MoeTopKRouting(const Tensor& router_logits, int top_k, bool renormalize, Tensor& topk_ids,
+                    Tensor& topk_weights, cudaStream_t stream = nullptr);
+
+// out[t] = sum_k topk_weights[t, k] * down_e(silu(gate_e x_t) * up_e x_t), e = topk_ids[t, k];
+// as cpu::FusedMoe. x, out [T, H]; w13 [E, 2I, H] (gate rows then up rows); w2 [E, H, I];
+// ids outside [0, E) are skipped (other ranks' experts under EP: pass ids minus the
+// first local expert). Tokens are permuted by expert on the device and each expert's
+// rows run as one group of a grouped GEMM; scratch from `workspace`.
+void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
+              const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream = nullptr);
+
+// out[t, :] += sigmoid(gate_logit[t]) * y[t, :]. gate_logit [T, 1]; y, out [T, H].
+void AddSigmoidGated(const Tensor& gate_logit, const Tensor& y, Tensor& out, cudaStream_t stream = nullptr);
+
+// out += x elementwise.
+void Add(const Tensor& x, Tensor& out, cudaStream_t stream = nullptr);
 
 }  // namespace lattice::cuda

@@ -1,0 +1,38 @@
+// Workspace: a bump allocator over one device allocation for a step's activations
+// and kernel scratch. Reset() at the start of every step; the same sequence of
+// requests then yields the same addresses, which is what lets a captured CUDA graph
+// replay over them. Nothing on the step path calls cudaMalloc. One owner thread.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "kernels/tensor.h"
+
+namespace lattice::cuda {
+
+class Workspace {
+ public:
+  // `bytes` of device memory on the current device.
+  explicit Workspace(size_t bytes);
+
+  // Uninitialised device tensor carved from the workspace (256-byte aligned). Aborts
+  // when the workspace is exhausted: its size comes from a profiling step at startup.
+  Tensor Empty(DType dtype, Shape shape);
+  // Raw scratch bytes (256-byte aligned).
+  void* Allocate(size_t bytes);
+  // Everything allocated so far is free again (its tensors must no longer be used).
+  void Reset() { used_ = 0; }
+
+  size_t capacity() const { return buffer_->bytes(); }
+  size_t used() const { return used_; }
+  // The most bytes in use at once since construction (for sizing).
+  size_t high_water() const { return high_water_; }
+
+ private:
+  std::shared_ptr<Buffer> buffer_;
+  size_t used_ = 0;
+  size_t high_water_ = 0;
+};
+
+}  // namespace lattice::cuda
