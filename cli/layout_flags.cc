@@ -30,4 +30,16 @@ absl::StatusOr<CheckedLayout> CheckLayout(const LayoutFlags& flags, const ModelC
   return CheckedLayout{*std::move(layout), std::move(pp_layers)};
 }
 
+void AddCudaFlags(CLI::App& app, std::string& dtype, std::string& load_format, double& gpu_memory_utilization,
+                  bool& no_cuda_graphs) {
+  app.add_option("--dtype", dtype, "cuda: auto (the checkpoint's), bfloat16, float16 or float32")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
+  app.add_option("--load-format", load_format, "auto (safetensors) or dummy (cuda: random weights from config.json)")
+      ->check(CLI::IsMember({"auto", "dummy"}));
+  app.add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                 "cuda: fraction of GPU memory for weights, activations and the KV cache")
+      ->check(CLI::Range(0.05, 1.0));
+  app.add_flag("--no-cuda-graphs", no_cuda_graphs, "cuda: run decode steps eagerly");
+}
+
 }  // namespace lattice

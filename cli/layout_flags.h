@@ -26,6 +26,11 @@ struct LayoutFlags {
 
 void AddLayoutFlags(CLI::App& app, LayoutFlags& flags);
 
+// The GPU flags `run`, `serve` and `worker` share: --dtype, --load-format,
+// --gpu-memory-utilization, --no-cuda-graphs.
+void AddCudaFlags(CLI::App& app, std::string& dtype, std::string& load_format, double& gpu_memory_utilization,
+                  bool& no_cuda_graphs);
+
 struct CheckedLayout {
   RankLayout layout;
   std::vector<int> pp_layers;  // empty: even split

@@ -112,6 +112,20 @@ Engine::Engine(const DecoderModel& model, const EngineOptions& options)
       runner_(model, {.num_blocks = options.num_kv_blocks + 1, .block_size = options.block_size},
               RunnerPlacement{solo_.get(), solo_.get(), nullptr}) {}
 
+namespace {
+EngineOptions WithBlocks(EngineOptions options, int32_t num_kv_blocks) {
+  options.num_kv_blocks = num_kv_blocks;
+  return options;
+}
+}  // namespace
+
+// The pool's block 0 is the scheduler's null block, never handed out.
+Engine::Engine(DeviceModel& model, EngineOptions options)
+    : solo_(MakeSoloCommunicator()),
+      scheduler_(MakeSchedulerOptions(model.config(), WithBlocks(options, model.num_kv_blocks() - 1), 1)),
+      table_(0, options.block_size, model.num_kv_blocks()),
+      runner_(model, options.block_size, 0) {}
+
 Engine::~Engine() = default;
 
 absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector<GenerationRequest>& requests) {

@@ -53,6 +53,8 @@ absl::Status ValidateAll(const Scheduler& scheduler, const std::vector<Generatio
 class Engine {
  public:
   Engine(const DecoderModel& model, const EngineOptions& options);
+  // On a device model (the GPU): its pool sets the number of KV blocks.
+  Engine(DeviceModel& model, EngineOptions options);
   ~Engine();
 
   absl::Status Validate(const GenerationRequest& request) const { return scheduler_.Validate(request); }

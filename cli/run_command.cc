@@ -16,6 +16,7 @@
 #include "cli/result_json.h"
 #include "parallel/bootstrap.h"
 #include "parallel/process_groups.h"
+#include "worker/device_model.h"
 #include "worker/layout.h"
 #include "worker/model.h"
 #include "worker/model_config.h"
@@ -107,6 +108,9 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-model-len", o.max_model_len, "Longest sequence (0: the config's)");
+  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
   AddLayoutFlags(app, o.layout);
   app.add_option("--rank", o.rank, "This process's rank (set by a launcher)");
   app.add_option("--world-size", o.world_size, "Number of ranks (set by a launcher)");
@@ -154,6 +158,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
           : static_cast<int32_t>(std::max<int64_t>(*std::max_element(blocks_per_dp.begin(), blocks_per_dp.end()), 1));
   options.engine.max_num_batched_tokens = o.max_num_batched_tokens;
   options.engine.max_num_seqs = o.max_num_seqs;
+  options.engine.max_model_len = o.max_model_len;
   options.num_micro_batches = o.layout.num_micro_batches;
   {
     const Scheduler check(MakeSchedulerOptions(*config, options.engine, o.layout.dp));
@@ -168,6 +173,32 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
   const bool launched_elsewhere = o.rank.has_value() || std::getenv("OMPI_COMM_WORLD_RANK") != nullptr ||
                                   std::getenv("PMIX_RANK") != nullptr || std::getenv("RANK") != nullptr ||
                                   std::getenv("LWS_WORKER_INDEX") != nullptr;
+  if (o.device == "cuda") {
+    if (parallel.world_size() > 1 || launched_elsewhere) {
+      return Fail(absl::UnimplementedError("--device cuda runs one GPU in `lattice run` (tp = pp = dp = 1)"));
+    }
+    DeviceModelOptions d;
+    d.model_dir = o.model_dir;
+    d.dummy_weights = o.load_format == "dummy";
+    d.dtype = o.dtype;
+    d.max_num_tokens = o.max_num_batched_tokens;
+    d.max_num_seqs = o.max_num_seqs;
+    d.max_model_len = o.max_model_len;
+    d.block_size = o.block_size;
+    d.gpu_memory_utilization = o.gpu_memory_utilization;
+    d.num_kv_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks + 1 : 0;
+    d.cuda_graphs = !o.no_cuda_graphs;
+    absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(*config, d);
+    if (!model.ok()) return Fail(model.status());
+    Engine engine(**model, options.engine);
+    absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
+    if (!results.ok()) return Fail(results.status());
+    PrintResults(o, *results, engine.stats(), (*model)->num_kv_blocks() - 1);
+    return 0;
+  }
+  if (o.load_format == "dummy") {
+    return Fail(absl::InvalidArgumentError("--load-format dummy needs --device cuda"));
+  }
   if (parallel.world_size() == 1 && !launched_elsewhere) {
     absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(o.model_dir, *config);
     if (!model.ok()) return Fail(model.status());

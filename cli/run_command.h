@@ -26,6 +26,13 @@ struct RunCommandOptions {
   int num_kv_blocks = 0;           // 0: enough for every prompt at full length
   int max_num_batched_tokens = 2048;  // token budget per step (chunked prefill)
   int max_num_seqs = 256;             // sequences per step
+  int max_model_len = 0;              // 0: from the config
+  // The device: cpu (the f32 reference) or cuda (one GPU for now).
+  std::string device = "cpu";
+  std::string load_format = "auto";  // auto: safetensors; dummy: random weights from config.json
+  std::string dtype = "auto";        // cuda: auto (the checkpoint's), bfloat16, float16, float32
+  double gpu_memory_utilization = 0.9;
+  bool no_cuda_graphs = false;
 
   LayoutFlags layout;  // world size = tp * pp * dp
   // Set by a launcher other than `lattice run` itself (or by it, for its children).

@@ -52,7 +52,8 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--store-port", o.store_port, "Rendezvous store port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--store-host", o.store_host, "Address workers use to reach the store");
-  app.add_option("--device", o.device, "cpu or cuda");
+  app.add_option("--device", o.device, "cpu or cuda (one GPU per instance)")->check(CLI::IsMember({"cpu", "cuda"}));
+  AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
 }
 
 namespace {
@@ -99,6 +100,10 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
       worker.rank = mpi->rank;
       worker.kv_cache_memory_bytes = *kv_bytes;
       worker.device = o.device;
+      worker.cuda.dtype = o.dtype;
+      worker.cuda.dummy_weights = o.load_format == "dummy";
+      worker.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
+      worker.cuda.cuda_graphs = !o.no_cuda_graphs;
       worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
       const absl::Status status = RunWorker(worker);
       FinalizeLaunch(*mpi);
@@ -165,15 +170,23 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
       worker.rank = 0;
       worker.kv_cache_memory_bytes = *kv_bytes;
       worker.device = o.device;
+      worker.cuda.dtype = o.dtype;
+      worker.cuda.dummy_weights = o.load_format == "dummy";
+      worker.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
+      worker.cuda.cuda_graphs = !o.no_cuda_graphs;
       worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
       RunWorker(worker).IgnoreError();  // its errors reach the coordinator and stderr
     });
   } else if (spawn_workers) {
     absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
         LocalLauncher::Start(0, parallel.world_size(), [&](int rank) {
-          return std::vector<std::string>{"lattice", "worker", "--coordinator", absl::StrCat("127.0.0.1:", port),
+          std::vector<std::string> argv{"lattice", "worker", "--coordinator", absl::StrCat("127.0.0.1:", port),
                                           "--rank", std::to_string(rank), "--kv-cache-memory", o.kv_cache_memory,
-                                          "--device", o.device};
+                                          "--device", o.device, "--dtype", o.dtype, "--load-format",
+                                          o.load_format, "--gpu-memory-utilization",
+                                          absl::StrCat(o.gpu_memory_utilization)};
+          if (o.no_cuda_graphs) argv.push_back("--no-cuda-graphs");
+          return argv;
         });
     if (!started.ok()) return Fail(started.status());
     workers = *std::move(started);

@@ -25,6 +25,10 @@ struct ServeOptions {
   int store_port = 0;    // the rendezvous store; 0: any free port
   std::string store_host;  // what workers dial for the store; default: this host's address
   std::string device = "cpu";
+  std::string dtype = "auto";
+  std::string load_format = "auto";
+  double gpu_memory_utilization = 0.9;
+  bool no_cuda_graphs = false;
 };
 
 void AddServeFlags(CLI::App& app, ServeOptions& options);

@@ -1,6 +1,8 @@
 // `lattice worker` (see worker_command.h): flags to WorkerOptions, then RunWorker.
 #include "cli/worker_command.h"
 
+#include "cli/layout_flags.h"
+
 #include <signal.h>
 
 #include <chrono>
@@ -29,8 +31,9 @@ void AddWorkerCommandFlags(CLI::App& app, WorkerCommandOptions& o) {
       "--kv-cache-memory", o.kv_cache_memory,
       "KV cache memory: bytes (512M, 2G) or a fraction of available memory (0.3), unless the "
       "coordinator sets it (default: 256M on cpu)");
-  app.add_option("--device", o.device, "cpu (cuda arrives with the GPU backend)")
+  app.add_option("--device", o.device, "cpu or cuda (one GPU per instance)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
   app.add_option("--data-plane-host", o.data_plane_host,
                  "The address the other workers reach this one at for collectives");
   app.add_option("--connect-timeout", o.connect_timeout_s,
@@ -45,6 +48,10 @@ int WorkerCommand(const WorkerCommandOptions& o) {
   options.coordinator = o.coordinator;
   options.rank = o.rank;
   options.device = o.device;
+  options.cuda.dtype = o.dtype;
+  options.cuda.dummy_weights = o.load_format == "dummy";
+  options.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
+  options.cuda.cuda_graphs = !o.no_cuda_graphs;
   options.data_plane_host = o.data_plane_host;
   options.connect_timeout = Seconds(o.connect_timeout_s);
   options.heartbeat_interval = Seconds(o.heartbeat_interval_s);

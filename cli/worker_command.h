@@ -15,6 +15,10 @@ struct WorkerCommandOptions {
   std::optional<int> rank;      // unset: LWS_WORKER_INDEX, RANK, else assigned
   std::string kv_cache_memory;  // "512M", "2G"; empty: the device's default
   std::string device = "cpu";
+  std::string dtype = "auto";
+  std::string load_format = "auto";
+  double gpu_memory_utilization = 0.9;
+  bool no_cuda_graphs = false;
   std::string data_plane_host = "127.0.0.1";
   double connect_timeout_s = 60.0;
   double heartbeat_interval_s = 1.0;

@@ -69,6 +69,9 @@ absl::StatusOr<int32_t> Instance::Join(int32_t requested_rank, std::shared_ptr<W
       a->set_run_id(options_.run_id);
       a->set_block_size(options_.block_size);
       a->set_kv_cache_memory_bytes(options_.kv_cache_memory_bytes);
+      a->set_max_num_batched_tokens(options_.max_num_batched_tokens);
+      a->set_max_num_seqs(options_.max_num_seqs);
+      a->set_max_model_len(options_.max_model_len);
       a->set_launch_rank(options_.first_launch_rank + r);
       a->set_instance(options_.id);
       workers_[r].channel->Send(message);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds and runs every test (unit and end-to-end) with CTest.
+# Builds and runs every test (unit and end-to-end) with CTest. The `gpu` label (the
+# CUDA tests) runs only where a GPU is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 build_dir=${LATTICE_BUILD_DIR:-build}
-ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 600
+gpu_filter=(-LE gpu)
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then gpu_filter=(); fi
+ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 600 "${gpu_filter[@]}"

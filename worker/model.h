@@ -64,7 +64,7 @@ class DecoderModel {
   // The KV cache this shard needs (its layers, its KV heads).
   KvCacheShape kv_cache_shape() const;
 
- private:
+  // The shard's weights, for backends that run the model elsewhere (the CUDA model).
   struct Layer {
     Tensor input_layernorm;
     Tensor post_attention_layernorm;
@@ -72,6 +72,13 @@ class DecoderModel {
     std::optional<GatedMlp> mlp;
     std::optional<SparseMoe> moe;
   };
+  const std::vector<Layer>& layers() const { return layers_; }
+  const VocabParallelEmbedding& embed_tokens() const { return embed_tokens_; }
+  const Tensor& norm() const { return norm_; }
+  const ParallelLMHead& lm_head() const { return lm_head_; }
+  const RopeScaling& rope() const { return rope_; }
+
+ private:
 
   DecoderModel(ModelConfig config, ModelShard shard) : config_(std::move(config)), shard_(shard) {}
   absl::Status LoadWeights(Checkpoint& checkpoint);

@@ -18,14 +18,22 @@ int64_t NowNs() {
 
 ModelRunner::ModelRunner(const DecoderModel& model, const KvCacheOptions& kv_cache,
                          const RunnerPlacement& placement)
-    : model_(model), placement_(placement), kv_cache_(model.kv_cache_shape(), kv_cache) {
+    : model_(&model), placement_(placement), block_size_(kv_cache.block_size),
+      pp_rank_(placement.pp ? placement.pp->rank() : 0) {
   LATTICE_CHECK(placement.tp != nullptr && placement.ep != nullptr);
+  kv_cache_.emplace(model.kv_cache_shape(), kv_cache);
 }
 
-bool ModelRunner::samples() const { return model_.is_last_stage() && placement_.tp->rank() == 0; }
+ModelRunner::ModelRunner(DeviceModel& model, int32_t block_size, int32_t pp_rank)
+    : device_(&model), block_size_(block_size), pp_rank_(pp_rank) {}
+
+bool ModelRunner::samples() const {
+  if (device_ != nullptr) return device_->samples();
+  return model_->is_last_stage() && placement_.tp->rank() == 0;
+}
 
 ForwardBatch ModelRunner::BuildBatch(const std::vector<ScheduledChunk>& chunks) const {
-  const int32_t block_size = kv_cache_.block_size();
+  const int32_t block_size = block_size_;
   ForwardBatch batch;
   size_t max_blocks = 0;
   for (const ScheduledChunk& c : chunks) max_blocks = std::max(max_blocks, c.block_table.size());
@@ -52,26 +60,34 @@ std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch
   TraceEvent event;
   event.step = step;
   event.micro_batch = micro_batch;
-  event.stage = placement_.pp ? placement_.pp->rank() : 0;
+  event.stage = pp_rank_;
   const ForwardBatch batch = BuildBatch(chunks);
-  const int64_t tokens = batch.num_tokens(), hidden = model_.config().hidden_size;
-  event.num_tokens = static_cast<int32_t>(tokens);
+  event.num_tokens = batch.num_tokens();
+  if (device_ != nullptr) {
+    event.begin_ns = NowNs();
+    std::vector<SampledToken> output = ExecuteOnDevice(batch, chunks);
+    event.end_ns = NowNs();
+    trace_.push_back(event);
+    return output;
+  }
+  const DecoderModel& model = *model_;
+  const int64_t tokens = batch.num_tokens(), hidden = model.config().hidden_size;
 
   HiddenStates in;
-  if (!model_.is_first_stage() && tokens > 0) {
+  if (!model.is_first_stage() && tokens > 0) {
     Tensor both = Tensor::Empty(DType::kF32, {2 * tokens, hidden});
     placement_.pp->Recv(both, placement_.pp->rank() - 1, kTagHiddenStates);
     in.hidden = both.Slice(0, tokens).Clone();
     in.residual = both.Slice(tokens, 2 * tokens).Clone();
-  } else if (!model_.is_first_stage()) {
+  } else if (!model.is_first_stage()) {
     in.hidden = Tensor::Empty(DType::kF32, {0, hidden});
     in.residual = Tensor::Empty(DType::kF32, {0, hidden});
   }
   event.begin_ns = NowNs();
-  HiddenStates out = model_.ForwardLayers(batch, kv_cache_, *placement_.tp, *placement_.ep, std::move(in));
+  HiddenStates out = model.ForwardLayers(batch, *kv_cache_, *placement_.tp, *placement_.ep, std::move(in));
 
   std::vector<SampledToken> output;
-  if (!model_.is_last_stage()) {
+  if (!model.is_last_stage()) {
     event.end_ns = NowNs();
     if (tokens > 0) {
       Tensor both = Tensor::Empty(DType::kF32, {2 * tokens, hidden});
@@ -83,9 +99,9 @@ std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch
     return output;
   }
 
-  const Tensor logits = model_.ComputeLogits(batch, out, *placement_.tp);
+  const Tensor logits = model.ComputeLogits(batch, out, *placement_.tp);
   if (samples()) {
-    const int64_t vocab = model_.config().vocab_size;
+    const int64_t vocab = model.config().vocab_size;
     std::vector<float> logprobs(vocab);
     size_t row = 0;
     for (const ScheduledChunk& c : chunks) {
@@ -106,6 +122,34 @@ std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch
   }
   event.end_ns = NowNs();
   trace_.push_back(event);
+  return output;
+}
+
+std::vector<SampledToken> ModelRunner::ExecuteOnDevice(const ForwardBatch& batch,
+                                                       const std::vector<ScheduledChunk>& chunks) {
+  std::vector<SamplingRow> rows;
+  for (const ScheduledChunk& c : chunks) {
+    if (!c.sample) continue;
+    SamplingRow row;
+    row.params = c.sampling;
+    // The position of the token being generated seeds its draw.
+    row.position = c.start_position + static_cast<int64_t>(c.token_ids.size());
+    row.num_logprobs = c.num_logprobs;
+    rows.push_back(row);
+  }
+  if (!device_->is_last_stage()) rows.clear();
+  const std::vector<DeviceSample> samples = device_->Execute(batch, rows);
+  std::vector<SampledToken> output;
+  size_t i = 0;
+  for (const ScheduledChunk& c : chunks) {
+    if (!c.sample || i >= samples.size()) continue;
+    SampledToken sampled;
+    sampled.seq_id = c.seq_id;
+    sampled.token = samples[i].token;
+    sampled.logprobs = samples[i].logprobs;
+    ++i;
+    output.push_back(std::move(sampled));
+  }
   return output;
 }
 

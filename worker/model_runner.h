@@ -2,14 +2,18 @@
 // ForwardBatch from its DP rank's chunks, receives hidden states from the previous
 // pipeline stage (or embeds, on the first), runs its layers, sends to the next stage
 // (or computes logits, on the last) and, on the last stage's TP rank 0, samples.
+// On the CPU it does so itself with a DecoderModel; with a DeviceModel (the GPU) it
+// hands the batch and the sampling rows over and the device model does the rest.
 // Records a trace event per step for the pipeline tests. One owner thread.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
 #include "parallel/communicator.h"
+#include "worker/device_model.h"
 #include "worker/kv_cache.h"
 #include "worker/model.h"
 
@@ -50,6 +54,8 @@ struct TraceEvent {
 class ModelRunner {
  public:
   ModelRunner(const DecoderModel& model, const KvCacheOptions& kv_cache, const RunnerPlacement& placement);
+  // The device model owns its KV pool; `block_size` must be the pool's.
+  ModelRunner(DeviceModel& model, int32_t block_size, int32_t pp_rank);
 
   // Runs this rank's DP rank's chunks of step `step`. Returns the sampled tokens on
   // the last stage's TP rank 0 (empty elsewhere).
@@ -60,10 +66,14 @@ class ModelRunner {
 
  private:
   ForwardBatch BuildBatch(const std::vector<ScheduledChunk>& chunks) const;
+  std::vector<SampledToken> ExecuteOnDevice(const ForwardBatch& batch, const std::vector<ScheduledChunk>& chunks);
 
-  const DecoderModel& model_;
+  const DecoderModel* model_ = nullptr;  // exactly one of model_ and device_
+  DeviceModel* device_ = nullptr;
   RunnerPlacement placement_;
-  KvCache kv_cache_;
+  int32_t block_size_;
+  int32_t pp_rank_ = 0;
+  std::optional<KvCache> kv_cache_;
   std::vector<TraceEvent> trace_;
 };
 

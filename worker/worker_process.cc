@@ -94,6 +94,7 @@ class Worker {
   // answer: the worker never times out on its own). UNAVAILABLE when the stream ends.
   absl::StatusOr<pb::CoordinatorMessage> Next(const char* waiting_for);
   absl::Status Load(const pb::Assignment& assignment);
+  absl::Status LoadOnGpu(const pb::Assignment& assignment, const ModelConfig& config);
   absl::Status AllocateCache(const pb::CacheConfig& cache);
   absl::Status Serve();
   absl::Status Leave(const pb::Shutdown& shutdown);
@@ -111,7 +112,8 @@ class Worker {
   std::unique_ptr<TcpStoreClient> store_;
   std::unique_ptr<gloo::rendezvous::PrefixStore> run_store_;
   ProcessGroups groups_;
-  std::unique_ptr<DecoderModel> model_;
+  std::unique_ptr<DecoderModel> model_;          // cpu
+  std::unique_ptr<DeviceModel> device_model_;    // cuda
   std::optional<SequenceTable> table_;
   std::unique_ptr<ModelRunner> runner_;
 };
@@ -198,6 +200,13 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   groups_ = *std::move(groups);
 
   const ModelShard shard = ShardFor(*config, *layout, rank_, pp_layers);
+  summary_.set_architecture(config->architecture_name);
+  summary_.set_vocab_size(config->vocab_size);
+  summary_.set_max_model_len(DefaultMaxModelLen(*config));
+  summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
+  summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
+  summary_.set_hidden_size(config->hidden_size);
+  if (options_.device == "cuda") return LoadOnGpu(a, *config);
   absl::StatusOr<std::unique_ptr<DecoderModel>> model =
       DecoderModel::Load(a.model_dir(), *config, shard);
   if (!model.ok()) return model.status();
@@ -217,12 +226,6 @@ absl::Status Worker::Load(const pb::Assignment& a) {
         bytes_per_block, " bytes; a worker needs at least 2 (the null block and one)"));
   }
   max_num_blocks_ = static_cast<int32_t>(blocks);
-  summary_.set_architecture(config->architecture_name);
-  summary_.set_vocab_size(config->vocab_size);
-  summary_.set_max_model_len(DefaultMaxModelLen(*config));
-  summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
-  summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
-  summary_.set_hidden_size(config->hidden_size);
   const int end_layer =
       shard.end_layer < 0 ? static_cast<int>(config->num_hidden_layers) : shard.end_layer;
   std::fprintf(
@@ -232,6 +235,29 @@ absl::Status Worker::Load(const pb::Assignment& a) {
       rank_, a.world_size(), parallel.ToString().c_str(), shard.first_layer, end_layer,
       a.model_dir().c_str(), max_num_blocks_, block_size_,
       static_cast<long long>(kv_cache_memory_bytes_));
+  return absl::OkStatus();
+}
+
+absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& config) {
+  if (a.world_size() > 1) {
+    return absl::UnimplementedError(
+        "--device cuda serves one GPU per instance for now (tp = pp = dp = 1); multi-GPU layouts run in "
+        "the CUDA model's tests and lattice_step_bench");
+  }
+  DeviceModelOptions d = options_.cuda;
+  d.model_dir = a.model_dir();
+  d.max_num_tokens = a.max_num_batched_tokens() > 0 ? a.max_num_batched_tokens() : d.max_num_tokens;
+  d.max_num_seqs = a.max_num_seqs() > 0 ? a.max_num_seqs() : d.max_num_seqs;
+  const int64_t model_len = DefaultMaxModelLen(config);
+  d.max_model_len = static_cast<int32_t>(a.max_model_len() > 0 ? std::min(a.max_model_len(), model_len) : model_len);
+  d.block_size = block_size_;
+  absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(config, d);
+  if (!model.ok()) return model.status();
+  device_model_ = *std::move(model);
+  // The pool is sized on the GPU (--gpu-memory-utilization); block 0 is the null block.
+  max_num_blocks_ = device_model_->num_kv_blocks();
+  std::fprintf(stderr, "lattice worker: rank %d loaded %s on the GPU; %d KV blocks of %d tokens\n", rank_,
+               a.model_dir().c_str(), max_num_blocks_, block_size_);
   return absl::OkStatus();
 }
 
@@ -247,6 +273,10 @@ absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
                                                    "] (what this worker holds)"));
   }
   table_.emplace(groups_.coords.dp_rank, block_size_, cache.num_blocks());
+  if (device_model_) {
+    runner_ = std::make_unique<ModelRunner>(*device_model_, block_size_, 0);
+    return absl::OkStatus();
+  }
   const bool pipelined = groups_.pp->size() > 1;
   runner_ = std::make_unique<ModelRunner>(
       *model_, KvCacheOptions{.num_blocks = cache.num_blocks(), .block_size = block_size_},
@@ -305,11 +335,7 @@ absl::Status Fail(int rank, const absl::Status& status) {
 }  // namespace
 
 absl::Status RunWorker(const WorkerOptions& options) {
-  if (options.device == "cuda") {
-    return Fail(
-        -1, absl::UnimplementedError("--device cuda: the CUDA backend arrives with the GPU issue"));
-  }
-  if (options.device != "cpu") {
+  if (options.device != "cpu" && options.device != "cuda") {
     return Fail(-1, absl::InvalidArgumentError(
                         absl::StrCat("--device ", options.device, ": expected cpu or cuda")));
   }

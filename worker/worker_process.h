@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/device_model.h"
 
 namespace lattice {
 
@@ -34,6 +35,9 @@ struct WorkerOptions {
   // assignment's kv_cache_memory_bytes wins when it is positive.
   int64_t kv_cache_memory_bytes = 0;
   std::string device = "cpu";
+  // With device "cuda": dtype, dummy weights, memory utilisation, graphs (the
+  // assignment supplies the model and the scheduler's limits).
+  DeviceModelOptions cuda;
   // The address this worker's data-plane (gloo) peers reach it at.
   std::string data_plane_host = "127.0.0.1";
   std::chrono::milliseconds connect_timeout{60'000};

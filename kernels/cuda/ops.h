@@ -6,6 +6,7 @@
 // never on device data, so decode steps can be captured in CUDA graphs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime.h>
@@ -27,6 +28,25 @@ void SiluAndMul(const Tensor& x, Tensor& out, cudaStream_t stream = nullptr);
 // out[t, :] = table[ids[t], :]. ids: device i32 [T]; ids must be in range (checked upstream).
 void Embedding(const Tensor& ids, const Tensor& table, Tensor& out, cudaStream_t stream = nullptr);
 
+
+// ---- model plumbing (model_ops.cu) ----
+
+// out[t, :] = table[ids[t] - first_row, :] when first_row <= ids[t] < first_row +
+// table.dim(0), else zeros: a TP rank's share of a vocabulary-parallel embedding (the
+// shares are then summed over TP). ids: device i32 [T].
+void VocabShardEmbedding(const Tensor& ids, const Tensor& table, int64_t first_row, Tensor& out,
+                         cudaStream_t stream = nullptr);
+
+// Logits of every TP rank's vocabulary shard, as all-gathered ([tp * R, Vs], rank
+// major), to f32 [R, vocab] in vocabulary order, dropping the padding past `vocab`.
+void AssembleLogits(const Tensor& shards, int tp, int64_t vocab, Tensor& out, cudaStream_t stream = nullptr);
+
+// ids += offset, elementwise (i32): global expert ids to this rank's local ids.
+void OffsetIds(Tensor& ids, int32_t offset, cudaStream_t stream = nullptr);
+
+// Fills a float tensor with values uniform in [low, high) from a hash of (seed,
+// index): the same tensor for the same seed on any GPU (--load-format dummy).
+void FillUniform(Tensor& t, uint64_t seed, float low, float high, cudaStream_t stream = nullptr);
 
 // ---- attention (attention.cu) ----
 
@@ -80,17 +100,26 @@ struct SamplingMetadata {
   Tensor min_p;        // f32 [R]; 0 = off
   Tensor seed;         // i64 stored as 2 x i32 per row: i32 [R, 2] (low word, high word)
   Tensor position;     // i32 [R]: the position of the token being sampled
-  bool all_greedy = false;  // host-known: skip the sort
+  bool all_greedy = false;  // host-known: every row is greedy (only `logits` is read): one argmax pass
 };
 
 // tokens[r] = the token cpu::Sample(logits[r], params[r], position[r]) picks, with the
 // same uniform (cpu::SampleUniform) and the same filter order. logits: device f32
-// [R, V]; tokens: device i32 [R].
+// [R, V]; tokens: device i32 [R]. A row cpu::Sample rejects (no finite weight, or
+// parameters outside its checked ranges) gets some valid token, the argmax where none
+// survives the filters. Takes no workspace: nothing is sorted (radix selects in shared
+// memory, a thread-block cluster per row when there are few rows).
 void Sample(const Tensor& logits, const SamplingMetadata& sampling, Tensor& tokens, Workspace& workspace,
             cudaStream_t stream = nullptr);
 
+// The workspace bytes one Sample or TopKLogprobs call takes for these sizes: none (kept
+// so that callers size the workspace the same way for every op).
+size_t SampleWorkspaceBytes(int64_t rows, int64_t vocab);
+
 // The k best log-probabilities of each row (log_softmax, best first, ties to the lower
-// id): ids i32 [R, k], logprobs f32 [R, k]. k <= 64.
+// id): ids i32 [R, k], logprobs f32 [R, k]. k <= 64. As cpu::TopK(cpu::LogSoftmax(row)):
+// ranked by the f32 log-probability, so distinct logits that round to one value tie by
+// id; entries past V (k > V) are id -1, logprob -inf. Takes no workspace.
 void TopKLogprobs(const Tensor& logits, int k, Tensor& ids, Tensor& logprobs, Workspace& workspace,
                   cudaStream_t stream = nullptr);
 
@@ -109,6 +138,12 @@ void MoeTopKRouting(const Tensor& router_logits, int top_k, bool renormalize, Te
 // rows run as one group of a grouped GEMM; scratch from `workspace`.
 void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
               const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream = nullptr);
+
+// The most workspace bytes one FusedMoe call takes for these sizes (tokens T, top_k,
+// num_experts E, hidden H, intermediate I, the activation dtype): the sorted pairs,
+// the tile map, the [padded rows, I] intermediate and the [T * k, H] per-pair outputs.
+size_t FusedMoeWorkspaceBytes(int64_t tokens, int64_t top_k, int64_t num_experts, int64_t hidden,
+                              int64_t intermediate, DType dtype);
 
 // out[t, :] += sigmoid(gate_logit[t]) * y[t, :]. gate_logit [T, 1]; y, out [T, H].
 void AddSigmoidGated(const Tensor& gate_logit, const Tensor& y, Tensor& out, cudaStream_t stream = nullptr);

@@ -23,6 +23,10 @@ class Workspace {
   void* Allocate(size_t bytes);
   // Everything allocated so far is free again (its tensors must no longer be used).
   void Reset() { used_ = 0; }
+  // Scoped reuse inside a step: what was allocated after Mark() is free again after
+  // Rewind(mark) (a layer's temporaries, between layers).
+  size_t Mark() const { return used_; }
+  void Rewind(size_t mark) { used_ = mark; }
 
   size_t capacity() const { return buffer_->bytes(); }
   size_t used() const { return used_; }

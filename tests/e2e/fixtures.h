@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,8 +13,11 @@
 
 namespace lattice::testing {
 
+// The source tree's fixtures; LATTICE_SOURCE_DIR in the environment overrides the
+// build's path (a copied tree on another machine).
 inline std::filesystem::path FixturesDir() {
-  return std::filesystem::path(LATTICE_SOURCE_DIR) / "tests/fixtures/models";
+  const char* env = std::getenv("LATTICE_SOURCE_DIR");
+  return std::filesystem::path(env != nullptr && env[0] != '\0' ? env : LATTICE_SOURCE_DIR) / "tests/fixtures/models";
 }
 
 inline nlohmann::json ReadJson(const std::filesystem::path& path) {

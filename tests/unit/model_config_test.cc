@@ -768,3 +768,27 @@ TEST(ModelConfigTest, BadFilesNameThePath) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+// The benchmark shapes (bench/models: config.json only, for --load-format dummy).
+TEST(ModelConfigTest, BenchmarkModelShapesParse) {
+  const std::filesystem::path models = std::filesystem::path(LATTICE_SOURCE_DIR) / "bench/models";
+  struct Want {
+    const char* name;
+    int64_t layers, hidden, experts;
+  };
+  for (const Want& w : {Want{"llama-3.1-8b", 32, 4096, 0}, Want{"llama-3.1-70b", 80, 8192, 0},
+                        Want{"mixtral-8x7b", 32, 4096, 8}, Want{"qwen3-30b-a3b", 48, 2048, 128}}) {
+    const absl::StatusOr<ModelConfig> config = LoadModelConfig((models / w.name).string());
+    ASSERT_TRUE(config.ok()) << w.name << ": " << config.status();
+    EXPECT_EQ(config->num_hidden_layers, w.layers) << w.name;
+    EXPECT_EQ(config->hidden_size, w.hidden) << w.name;
+    EXPECT_EQ(config->num_experts, w.experts) << w.name;
+    EXPECT_EQ(config->dtype, DType::kBF16) << w.name;
+  }
+}
+
+}  // namespace
+}  // namespace lattice

@@ -23,6 +23,17 @@ class Attention {
   // x [T, hidden] -> [T, hidden]; writes this step's K/V into the layer's cache.
   Tensor Forward(const Tensor& x, ForwardContext& context) const;
 
+  // For backends that run the layer elsewhere (the CUDA model).
+  int64_t num_heads() const { return num_heads_; }
+  int64_t num_kv_heads() const { return num_kv_heads_; }
+  int64_t head_dim() const { return head_dim_; }
+  int32_t sliding_window() const { return sliding_window_; }
+  float scale() const { return scale_; }
+  const ColumnParallelLinear& qkv_proj() const { return qkv_proj_; }
+  const RowParallelLinear& o_proj() const { return o_proj_; }
+  const Tensor& q_norm() const { return q_norm_; }
+  const Tensor& k_norm() const { return k_norm_; }
+
  private:
   int cache_layer_ = 0;
   int64_t num_heads_ = 0;  // on this rank

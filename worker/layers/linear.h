@@ -45,6 +45,8 @@ class ColumnParallelLinear {
   // x [T, in] -> [T, local out].
   Tensor Forward(const Tensor& x) const;
   int64_t out_features() const { return weight_.dim(0); }
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
 
  private:
   Tensor weight_;
@@ -58,6 +60,8 @@ class Linear {
   static absl::StatusOr<Linear> Load(Checkpoint& checkpoint, const std::string& prefix,
                                      int64_t out_features, int64_t in_features, bool has_bias);
   Tensor Forward(const Tensor& x) const { return impl_.Forward(x); }
+  const Tensor& weight() const { return impl_.weight(); }
+  const Tensor& bias() const { return impl_.bias(); }
 
  private:
   ColumnParallelLinear impl_;
@@ -77,6 +81,8 @@ class RowParallelLinear {
   // then calls AddBias.
   Tensor ForwardPartial(const Tensor& x) const;
   void AddBias(Tensor& out) const;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
 
  private:
   Tensor weight_;

@@ -27,6 +27,8 @@ class GatedMlp {
   // This rank's partial sum, without the down bias (see RowParallelLinear).
   Tensor ForwardPartial(const Tensor& x) const;
   void AddBias(Tensor& out) const { down_proj_.AddBias(out); }
+  const ColumnParallelLinear& gate_up_proj() const { return gate_up_proj_; }
+  const RowParallelLinear& down_proj() const { return down_proj_; }
 
  private:
   ColumnParallelLinear gate_up_proj_;

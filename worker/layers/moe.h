@@ -33,6 +33,16 @@ class SparseMoe {
   // x [T, hidden] -> [T, hidden], reduced: every TP rank gets the whole result.
   Tensor Forward(const Tensor& x, ForwardContext& context) const;
 
+  // For backends that run the layer elsewhere (the CUDA model).
+  int top_k() const { return top_k_; }
+  bool renormalize() const { return renormalize_; }
+  int64_t first_local_expert() const { return first_local_expert_; }
+  const Linear& router() const { return router_; }
+  const Tensor& w13() const { return w13_; }
+  const Tensor& w2() const { return w2_; }
+  const std::optional<GatedMlp>& shared_expert() const { return shared_expert_; }
+  const Linear& shared_expert_gate() const { return shared_expert_gate_; }
+
  private:
   // This rank's share of the routed experts' output (a partial sum over TP or EP).
   Tensor RoutedTensorParallel(const Tensor& x, const std::vector<int32_t>& ids,

@@ -43,6 +43,7 @@ class ParallelLMHead {
   ParallelLMHead(Tensor weight, int64_t vocab_size) : weight_(std::move(weight)), vocab_size_(vocab_size) {}
   // x [T, hidden] -> logits [T, vocab_size], gathered over `tp` (every TP rank gets all).
   Tensor Forward(const Tensor& x, Communicator& tp) const;
+  const Tensor& weight() const { return weight_; }
 
  private:
   Tensor weight_;  // [vocab_padded / tp, hidden]

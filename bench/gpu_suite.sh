@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU checks and benchmarks of the CUDA backend, run on the GPU machine from the
+# repository root with the bundle in .gpu/ (scripts/gpu-bundle.sh); results go to
+# $OUT (default bench/out). Parts: tests, kernels, peers, steps, steps70b, run.
+#   bench/gpu_suite.sh tests kernels steps
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-bench/out}
+mkdir -p "$out"
+bin=.gpu/bin
+export LATTICE_SOURCE_DIR=$PWD
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpus.csv" 2>&1
+git_commit=$(cat .gpu/COMMIT 2>/dev/null || echo unknown)
+echo "commit $git_commit" > "$out/commit.txt"
+for part in "$@"; do
+  case "$part" in
+    tests)
+      timeout 400 "$bin/cuda_tests" --gtest_brief=1 > "$out/cuda_tests.txt" 2>&1
+      echo "cuda_tests exit $?" >> "$out/cuda_tests.txt"
+      tail -5 "$out/cuda_tests.txt" ;;
+    sanitizer)
+      if command -v compute-sanitizer >/dev/null; then
+        timeout 400 compute-sanitizer --tool memcheck "$bin/cuda_tests" --gtest_filter='CudaOps*:CudaAttention*:CudaMoe*:CudaSampling*' \
+          > "$out/sanitizer.txt" 2>&1
+        echo "compute-sanitizer exit $?" >> "$out/sanitizer.txt"
+      else
+        echo "compute-sanitizer not installed on this machine" > "$out/sanitizer.txt"
+      fi
+      tail -3 "$out/sanitizer.txt" ;;
+    kernels)
+      timeout 300 "$bin/lattice_kernel_bench" > "$out/kernel_bench.jsonl" 2> "$out/kernel_bench.err"
+      cat "$out/kernel_bench.jsonl" ;;
+    peers)
+      timeout 200 python3 bench/peers/sdpa_bench.py > "$out/sdpa_bench.jsonl" 2> "$out/sdpa_bench.err"
+      cat "$out/sdpa_bench.jsonl"
+      timeout 300 python3 bench/peers/hf_decode.py --model bench/models/llama-3.1-8b --batch-sizes 1,8,64 \
+        > "$out/hf_decode_8b.jsonl" 2> "$out/hf_decode_8b.err"
+      cat "$out/hf_decode_8b.jsonl"; tail -3 "$out/hf_decode_8b.err" ;;
+    steps)
+      timeout 300 "$bin/lattice_step_bench" --model bench/models/llama-3.1-8b --batch-sizes 1,8,64,256 \
+        > "$out/step_llama8b.jsonl" 2> "$out/step_llama8b.err"
+      cat "$out/step_llama8b.jsonl"; tail -3 "$out/step_llama8b.err"
+      timeout 200 "$bin/lattice_step_bench" --model bench/models/llama-3.1-8b --batch-sizes 1,8 --no-cuda-graphs \
+        > "$out/step_llama8b_eager.jsonl" 2> "$out/step_llama8b_eager.err"
+      cat "$out/step_llama8b_eager.jsonl" ;;
+    steps70b)
+      timeout 400 "$bin/lattice_step_bench" --model bench/models/llama-3.1-70b --tp 2 --batch-sizes 1,8,64 \
+        > "$out/step_llama70b_tp2.jsonl" 2> "$out/step_llama70b_tp2.err"
+      cat "$out/step_llama70b_tp2.jsonl"; tail -3 "$out/step_llama70b_tp2.err" ;;
+    run)
+      for m in llama_gqa_f32 qwen3moe_sharded_f32 mistral_swa_bf16; do
+        for device in cpu cuda; do
+          timeout 120 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+            --max-tokens 8 --logprobs 3 --json --device $device > "$out/run_${m}_${device}.jsonl" 2>> "$out/run.err"
+        done
+        if diff <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/run_${m}_cpu.jsonl") \
+                <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/run_${m}_cuda.jsonl"); then
+          echo "run $m: cuda tokens == cpu tokens"
+        else
+          echo "run $m: DIFFERENT"
+        fi
+      done ;;
+  esac
+done

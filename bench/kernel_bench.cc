@@ -1,0 +1,156 @@
+// lattice_kernel_bench: TFLOP/s of our GEMMs (cuBLASLt) and of the paged attention
+// kernels, each beside its floor measured in the same run:
+//   - GEMM: the best of large square bf16 GEMMs is the measured peak; Llama-3.1-8B's
+//     projection shapes at 8192 tokens are reported as a fraction of it.
+//   - prefill attention: causal, one sequence of S tokens over an empty cache (the
+//     shapes bench/peers/sdpa_bench.py runs through PyTorch's SDPA), FLOPs counted as
+//     4 * S^2 / 2 * heads * head_dim.
+//   - decode attention: B sequences of C cached tokens; bytes of KV read over the
+//     copy bandwidth measured here.
+// One JSON object per line.
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops.h"
+
+namespace lattice {
+namespace {
+
+// Median milliseconds of `fn` over `reps` runs after warm-up, timed with events.
+double TimeMs(const std::function<void()>& fn, int reps = 20) {
+  for (int i = 0; i < 3; ++i) fn();
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<float> times;
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(start);
+    fn();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+Tensor RandomDevice(DType dtype, Shape shape, uint64_t seed) {
+  Tensor t = cuda::EmptyDevice(dtype, std::move(shape));
+  cuda::FillUniform(t, seed, -1.0f, 1.0f);
+  return t;
+}
+
+void Print(const nlohmann::json& j) { std::printf("%s\n", j.dump().c_str()); std::fflush(stdout); }
+
+void BenchGemm() {
+  cuda::Gemm gemm;
+  double peak = 0;
+  for (int64_t n : {4096, 8192, 16384}) {
+    Tensor a = RandomDevice(DType::kBF16, {n, n}, 1), b = RandomDevice(DType::kBF16, {n, n}, 2);
+    Tensor c = cuda::EmptyDevice(DType::kBF16, {n, n});
+    const double ms = TimeMs([&] { gemm.Linear(a, b, Tensor(), c); }, 10);
+    const double tflops = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
+    peak = std::max(peak, tflops);
+    Print({{"bench", "gemm_square"}, {"n", n}, {"ms", ms}, {"tflops", tflops}});
+  }
+  Print({{"bench", "gemm_peak"}, {"tflops", peak}});
+  // Llama-3.1-8B projections (qkv, o, gate_up, down, lm_head) at 8192 tokens.
+  struct Shape3 {
+    const char* name;
+    int64_t n, k;
+  };
+  const Shape3 shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
+                           {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+  for (int64_t m : {8192}) {
+    for (const Shape3& s : shapes) {
+      Tensor x = RandomDevice(DType::kBF16, {m, s.k}, 3), w = RandomDevice(DType::kBF16, {s.n, s.k}, 4);
+      Tensor out = cuda::EmptyDevice(DType::kBF16, {m, s.n});
+      const double ms = TimeMs([&] { gemm.Linear(x, w, Tensor(), out); }, 10);
+      const double tflops = 2.0 * m * s.n * s.k / (ms * 1e-3) / 1e12;
+      Print({{"bench", "gemm_llama8b"}, {"proj", s.name}, {"m", m}, {"n", s.n}, {"k", s.k}, {"ms", ms},
+             {"tflops", tflops}, {"fraction_of_peak", tflops / peak}});
+    }
+  }
+}
+
+double CopyBandwidth() {
+  const size_t bytes = size_t{1} << 30;
+  Tensor a = cuda::EmptyDevice(DType::kI32, {static_cast<int64_t>(bytes / 4)});
+  Tensor b = cuda::EmptyDevice(DType::kI32, {static_cast<int64_t>(bytes / 4)});
+  const double ms = TimeMs([&] { cudaMemcpyAsync(b.raw_data(), a.raw_data(), bytes, cudaMemcpyDeviceToDevice); });
+  return 2.0 * bytes / (ms * 1e-3);
+}
+
+// Sequences of `q_len` new tokens each over `context` tokens, blocks laid out in order.
+void BenchAttention(const char* name, int num_seqs, int q_len, int context, int heads, int kv_heads, int head_dim,
+                    double bandwidth) {
+  const int block_size = 16;
+  const int blocks_per_seq = (context + block_size - 1) / block_size;
+  const int tokens = num_seqs * q_len;
+  Tensor q = RandomDevice(DType::kBF16, {tokens, static_cast<int64_t>(heads) * head_dim}, 5);
+  Tensor k_cache = RandomDevice(DType::kBF16, {num_seqs * blocks_per_seq, block_size, kv_heads, head_dim}, 6);
+  Tensor v_cache = RandomDevice(DType::kBF16, {num_seqs * blocks_per_seq, block_size, kv_heads, head_dim}, 7);
+  Tensor out = cuda::EmptyDevice(DType::kBF16, {tokens, heads, head_dim});
+  Tensor start_host = Tensor::Empty(DType::kI32, {num_seqs + 1});
+  Tensor len_host = Tensor::Empty(DType::kI32, {num_seqs});
+  Tensor table_host = Tensor::Empty(DType::kI32, {num_seqs, blocks_per_seq});
+  for (int s = 0; s <= num_seqs; ++s) start_host.data<int32_t>()[s] = s * q_len;
+  for (int s = 0; s < num_seqs; ++s) len_host.data<int32_t>()[s] = context;
+  for (int i = 0; i < num_seqs * blocks_per_seq; ++i) table_host.data<int32_t>()[i] = i;
+  cuda::PagedAttentionMetadata metadata;
+  metadata.query_start_loc = cuda::ToDevice(start_host);
+  metadata.seq_lens = cuda::ToDevice(len_host);
+  metadata.block_tables = cuda::ToDevice(table_host);
+  metadata.num_seqs = num_seqs;
+  metadata.max_query_len = q_len;
+  metadata.max_seq_len = context;
+  metadata.block_size = block_size;
+  cuda::Workspace workspace(size_t{1} << 30);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const double ms = TimeMs([&] {
+    workspace.Reset();
+    cuda::PagedAttention(q, k_cache, v_cache, metadata, scale, 0, out, workspace);
+  });
+  nlohmann::json line = {{"bench", name},   {"seqs", num_seqs},      {"q_len", q_len}, {"context", context},
+                         {"heads", heads},  {"kv_heads", kv_heads}, {"head_dim", head_dim}, {"ms", ms}};
+  if (q_len > 1) {
+    // Causal prefill from an empty cache: about half of the S x S scores.
+    const double flops = 4.0 * num_seqs * static_cast<double>(q_len) * context / 2 * heads * head_dim;
+    line["tflops"] = flops / (ms * 1e-3) / 1e12;
+  } else {
+    const double bytes = 2.0 * num_seqs * static_cast<double>(context) * kv_heads * head_dim * 2;
+    line["kv_bytes"] = bytes;
+    line["floor_ms"] = bytes / bandwidth * 1e3;
+    line["fraction_of_hbm_roofline"] = bytes / bandwidth * 1e3 / ms;
+  }
+  Print(line);
+}
+
+int Main() {
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  const double bandwidth = CopyBandwidth();
+  Print({{"device", prop.name}, {"copy_bandwidth_gbps", bandwidth / 1e9}});
+  BenchGemm();
+  for (int s : {1024, 4096, 8192}) BenchAttention("prefill_attention", 1, s, s, 32, 8, 128, bandwidth);
+  BenchAttention("prefill_attention", 4, 2048, 2048, 32, 8, 128, bandwidth);
+  for (int b : {1, 8, 64, 256}) BenchAttention("decode_attention", b, 1, 1024, 32, 8, 128, bandwidth);
+  BenchAttention("decode_attention", 1, 1, 32768, 32, 8, 128, bandwidth);
+  return 0;
+}
+
+}  // namespace
+}  // namespace lattice
+
+int main() { return lattice::Main(); }

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""PyTorch's scaled_dot_product_attention on the prefill shapes of lattice_kernel_bench.
+
+Causal, bf16, GQA expanded to the query heads as the FlashAttention backend wants
+(enable_gqa where the PyTorch version has it). FLOPs counted as lattice_kernel_bench
+counts them: 4 * S^2 / 2 * heads * head_dim per sequence. One JSON object per line.
+"""
+import json
+
+import torch
+import torch.nn.functional as F
+
+
+def time_ms(fn, reps=20):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(stop))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}))
+    heads, kv_heads, head_dim = 32, 8, 128
+    for seqs, s in [(1, 1024), (1, 4096), (1, 8192), (4, 2048)]:
+        q = torch.randn(seqs, heads, s, head_dim, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(seqs, kv_heads, s, head_dim, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(seqs, kv_heads, s, head_dim, device="cuda", dtype=torch.bfloat16)
+        try:
+            fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            fn()
+        except TypeError:
+            k2, v2 = k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1)
+            fn = lambda: F.scaled_dot_product_attention(q, k2, v2, is_causal=True)
+        ms = time_ms(fn)
+        flops = 4.0 * seqs * s * s / 2 * heads * head_dim
+        print(json.dumps({"bench": "sdpa_prefill", "seqs": seqs, "q_len": s, "heads": heads,
+                          "kv_heads": kv_heads, "head_dim": head_dim, "ms": ms,
+                          "tflops": flops / (ms * 1e-3) / 1e12}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+// cuBLASLt GEMMs (see gemm.h). cuBLASLt is column-major: the row-major product
+// out[M, N] = x[M, K] w[N, K]^T is, read column-major, out^T[N, M] = w x^T, i.e.
+// A = w (transposed, lda K), B = x (not transposed, ldb K), C = out^T (ldc N), and a
+// bias of length N is cuBLASLt's per-row bias epilogue.
+#include "kernels/cuda/gemm.h"
+
+#include "base/check.h"
+#include "kernels/cuda/device.h"
+
+#define LATTICE_CUBLAS_CHECK(expr)                                                               \
+  do {                                                                                           \
+    const cublasStatus_t status_ = (expr);                                                       \
+    LATTICE_CHECK_MSG(status_ == CUBLAS_STATUS_SUCCESS, "cuBLASLt error %d: %s", static_cast<int>(status_), \
+                      #expr);                                                                    \
+  } while (0)
+
+namespace lattice::cuda {
+namespace {
+
+// Hopper's cuBLASLt kernels want up to 32 MiB for split-K and stream-K variants.
+constexpr size_t kWorkspaceBytes = 32u << 20;
+
+cudaDataType_t CudaType(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kI32:
+      break;
+  }
+  LATTICE_CHECK_MSG(false, "Gemm: not a float dtype");
+  return CUDA_R_32F;
+}
+
+}  // namespace
+
+struct Gemm::Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~Plan() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+Gemm::Gemm() : workspace_(AllocateDevice(kWorkspaceBytes)) { LATTICE_CUBLAS_CHECK(cublasLtCreate(&handle_)); }
+
+Gemm::~Gemm() {
+  plans_.clear();
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+const Gemm::Plan& Gemm::PlanFor(const Key& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  const auto [m, n, k, dtype_int, has_bias] = key;
+  const cudaDataType_t type = CudaType(static_cast<DType>(dtype_int));
+  auto plan = std::make_unique<Plan>();
+  LATTICE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
+  LATTICE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)));
+  LATTICE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)));
+  if (has_bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    LATTICE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  }
+  // Column-major views: A = w as [K, N] (op T -> [N, K]), B = x as [K, M], C = out as [N, M].
+  LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, type, k, n, k));
+  LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, type, k, m, k));
+  LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, type, n, m, n));
+
+  cublasLtMatmulPreference_t preference = nullptr;
+  LATTICE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  const size_t workspace_bytes = kWorkspaceBytes;
+  LATTICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                            &workspace_bytes, sizeof(workspace_bytes)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  LATTICE_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c,
+                                                      preference, 1, &result, &found));
+  cublasLtMatmulPreferenceDestroy(preference);
+  LATTICE_CHECK_MSG(found > 0, "cuBLASLt has no algorithm for M=%lld N=%lld K=%lld", static_cast<long long>(m),
+                    static_cast<long long>(n), static_cast<long long>(k));
+  plan->algo = result.algo;
+  return *plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void Gemm::Linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out, cudaStream_t stream) {
+  LATTICE_CHECK(x.device() == Device::kCuda && w.device() == Device::kCuda && out.device() == Device::kCuda);
+  LATTICE_CHECK(x.ndim() == 2 && w.ndim() == 2 && out.ndim() == 2);
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  LATTICE_CHECK_MSG(w.dim(1) == k && out.dim(0) == m && out.dim(1) == n, "Gemm shapes: x %s w %s out %s",
+                    ShapeToString(x.shape()).c_str(), ShapeToString(w.shape()).c_str(),
+                    ShapeToString(out.shape()).c_str());
+  LATTICE_CHECK(x.dtype() == w.dtype() && out.dtype() == x.dtype());
+  if (m == 0 || n == 0) return;
+  const bool has_bias = bias.defined();
+  const Plan& plan = PlanFor({m, n, k, static_cast<int>(x.dtype()), has_bias});
+  if (has_bias) {
+    LATTICE_CHECK(bias.dtype() == x.dtype() && bias.numel() == n && bias.device() == Device::kCuda);
+    const void* pointer = bias.raw_data();
+    LATTICE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, sizeof(pointer)));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  LATTICE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.op, &alpha, w.raw_data(), plan.a, x.raw_data(), plan.b, &beta,
+                                      out.raw_data(), plan.c, out.raw_data(), plan.c, &plan.algo,
+                                      workspace_->data(), kWorkspaceBytes, stream));
+}
+
+}  // namespace lattice::cuda

@@ -1,0 +1,222 @@
+// Every fixture model on the GPU against the CPU reference: the prompts of its
+// expected.json generated greedily together (one batch: varlen prefill, then decode
+// steps that replay CUDA graphs), on one GPU and, where two are present, as tp2, pp2
+// and (MoE) ep2 with one thread per GPU over NCCL. The first 8 tokens must equal the
+// CPU's and the top-5 logprobs agree within the dtype's tolerance.
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nccl.h>
+
+#include "kernels/cuda/device.h"
+#include "parallel/nccl/nccl_communicator.h"
+#include "tests/e2e/fixtures.h"
+#include "worker/cuda/cuda_model.h"
+#include "worker/layout.h"
+
+namespace lattice {
+namespace {
+
+constexpr int kNumTokens = 8;
+constexpr int kTopLogprobs = 5;
+constexpr int32_t kBlockSize = 16;
+
+struct Generated {
+  std::vector<std::vector<int32_t>> tokens;  // per prompt
+  std::vector<std::vector<std::vector<std::pair<int32_t, float>>>> logprobs;  // per prompt, per token
+};
+
+std::vector<std::vector<int32_t>> Prompts(const std::string& fixture) {
+  const nlohmann::json expected = testing::ReadJson(testing::FixturesDir() / fixture / "expected.json");
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& p : expected["prompts"]) prompts.push_back(p["prompt_ids"].get<std::vector<int32_t>>());
+  return prompts;
+}
+
+// The step that extends each sequence by `chunks[s]` at its current length; sequence s
+// owns blocks [s * blocks_per_seq, (s + 1) * blocks_per_seq).
+ForwardBatch MakeBatch(const std::vector<std::vector<int32_t>>& chunks, const std::vector<int32_t>& lengths,
+                       int32_t blocks_per_seq) {
+  ForwardBatch batch;
+  batch.max_blocks_per_seq = blocks_per_seq;
+  batch.query_start_loc.push_back(0);
+  for (size_t s = 0; s < chunks.size(); ++s) {
+    std::vector<int32_t> table(blocks_per_seq);
+    for (int32_t b = 0; b < blocks_per_seq; ++b) table[b] = static_cast<int32_t>(s) * blocks_per_seq + b;
+    for (size_t i = 0; i < chunks[s].size(); ++i) {
+      const int32_t position = lengths[s] + static_cast<int32_t>(i);
+      batch.token_ids.push_back(chunks[s][i]);
+      batch.positions.push_back(position);
+      batch.slot_mapping.push_back(SlotFor(table, kBlockSize, position));
+    }
+    batch.query_start_loc.push_back(batch.num_tokens());
+    batch.seq_lens.push_back(lengths[s] + static_cast<int32_t>(chunks[s].size()));
+    batch.block_tables.insert(batch.block_tables.end(), table.begin(), table.end());
+    batch.logits_indices.push_back(batch.num_tokens() - 1);
+  }
+  return batch;
+}
+
+std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits) {
+  std::vector<float> logprobs(logits.size());
+  cpu::LogSoftmax(logits, logprobs);
+  return cpu::TopK(logprobs, kTopLogprobs);
+}
+
+Generated GenerateOnCpu(const std::string& fixture, const std::vector<std::vector<int32_t>>& prompts) {
+  const std::string dir = testing::FixturesDir() / fixture;
+  const absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
+  EXPECT_TRUE(config.ok()) << config.status();
+  const absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(dir, *config);
+  EXPECT_TRUE(model.ok()) << model.status();
+  const int32_t blocks_per_seq = 4;
+  KvCache cache((*model)->kv_cache_shape(), {static_cast<int32_t>(prompts.size()) * blocks_per_seq, kBlockSize});
+  Generated out;
+  out.tokens.resize(prompts.size());
+  out.logprobs.resize(prompts.size());
+  std::vector<std::vector<int32_t>> chunks = prompts;
+  std::vector<int32_t> lengths(prompts.size(), 0);
+  for (int step = 0; step < kNumTokens; ++step) {
+    const ForwardBatch batch = MakeBatch(chunks, lengths, blocks_per_seq);
+    const Tensor logits = (*model)->Forward(batch, cache);
+    const int64_t vocab = config->vocab_size;
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      const std::span<const float> row(logits.data<float>() + s * vocab, vocab);
+      const int32_t token = cpu::Sample(row, {}, 0);
+      out.tokens[s].push_back(token);
+      out.logprobs[s].push_back(TopLogprobs(row));
+      lengths[s] += static_cast<int32_t>(chunks[s].size());
+      chunks[s] = {token};
+    }
+  }
+  return out;
+}
+
+struct Layout {
+  int tp = 1, pp = 1;
+  bool ep = false;  // experts over the TP ranks instead of TP-sliced
+};
+
+// One rank of the layout on GPU `rank`: returns what it sampled (tp rank 0 of the last stage).
+Generated RunRank(const std::string& fixture, const Layout& layout, int rank, const ncclUniqueId& id,
+                  const std::vector<std::vector<int32_t>>& prompts) {
+  EXPECT_EQ(cudaSetDevice(rank), cudaSuccess);
+  cudaStream_t stream = nullptr;
+  EXPECT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  const std::string dir = testing::FixturesDir() / fixture;
+  const absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
+  const int world = layout.tp * layout.pp;
+  std::unique_ptr<Communicator> comm =
+      world > 1 ? MakeNcclCommunicator(id, rank, world, stream) : MakeSoloCommunicator();
+  // With one axis of size 2, the world communicator is that axis's group.
+  const std::unique_ptr<Communicator> solo = MakeSoloCommunicator();
+  CudaPlacement placement;
+  placement.stream = stream;
+  placement.tp = layout.tp > 1 ? comm.get() : solo.get();
+  placement.pp = layout.pp > 1 ? comm.get() : nullptr;
+  ModelShard shard;
+  shard.tp = {layout.tp > 1 ? rank : 0, layout.tp};
+  if (layout.ep) shard.ep = shard.tp;
+  if (layout.pp > 1) {
+    const int64_t half = config->num_hidden_layers / 2;
+    shard.first_layer = rank == 0 ? 0 : static_cast<int>(half);
+    shard.end_layer = rank == 0 ? static_cast<int>(half) : static_cast<int>(config->num_hidden_layers);
+  }
+  const absl::StatusOr<std::unique_ptr<DecoderModel>> cpu = DecoderModel::Load(dir, *config, shard);
+  EXPECT_TRUE(cpu.ok()) << cpu.status();
+  CudaModelOptions options;
+  options.dtype = config->dtype;
+  options.max_num_tokens = 256;
+  options.max_num_seqs = 16;
+  options.max_model_len = 64;
+  options.num_kv_blocks = static_cast<int32_t>(prompts.size()) * 4;
+  absl::StatusOr<std::unique_ptr<CudaModel>> model = CudaModel::FromShard(**cpu, options, placement);
+  EXPECT_TRUE(model.ok()) << model.status();
+  (*model)->InitializeCache();
+
+  Generated out;
+  out.tokens.resize(prompts.size());
+  out.logprobs.resize(prompts.size());
+  std::vector<std::vector<int32_t>> chunks = prompts;
+  std::vector<int32_t> lengths(prompts.size(), 0);
+  for (int step = 0; step < kNumTokens; ++step) {
+    const ForwardBatch batch = MakeBatch(chunks, lengths, 4);
+    std::vector<SamplingRow> rows(prompts.size());
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      rows[s].position = lengths[s] + static_cast<int64_t>(chunks[s].size());
+      rows[s].num_logprobs = kTopLogprobs;
+    }
+    const std::vector<DeviceSample> sampled = (*model)->Execute(batch, rows);
+    // Every rank follows the sampled tokens: rank 0 of the last stage shares them.
+    Tensor tokens = Tensor::Empty(DType::kI32, {static_cast<int64_t>(prompts.size())});
+    if ((*model)->samples()) {
+      for (size_t s = 0; s < prompts.size(); ++s) tokens.data<int32_t>()[s] = sampled[s].token;
+    }
+    if (world > 1) {
+      Tensor device = cuda::ToDevice(tokens);
+      comm->Broadcast(device, layout.pp > 1 ? 1 : 0);
+      cudaStreamSynchronize(stream);
+      tokens = cuda::ToHost(device);
+    }
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      const int32_t token = tokens.data<int32_t>()[s];
+      out.tokens[s].push_back(token);
+      if ((*model)->samples()) out.logprobs[s].push_back(sampled[s].logprobs);
+      lengths[s] += static_cast<int32_t>(chunks[s].size());
+      chunks[s] = {token};
+    }
+  }
+  if (options.cuda_graphs && layout.pp == 1) EXPECT_GT((*model)->num_graph_replays(), 0);
+  model->reset();
+  comm.reset();
+  cudaStreamDestroy(stream);
+  return out;
+}
+
+double Tolerance(DType dtype) { return dtype == DType::kF32 ? 2e-3 : 3e-2; }
+
+void Compare(const std::string& fixture, const Layout& layout) {
+  const int world = layout.tp * layout.pp;
+  if (cuda::DeviceCount() < world) GTEST_SKIP() << "needs " << world << " GPUs";
+  const std::vector<std::vector<int32_t>> prompts = Prompts(fixture);
+  const Generated want = GenerateOnCpu(fixture, prompts);
+  ncclUniqueId id{};
+  if (world > 1) ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  std::vector<Generated> got(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] { got[r] = RunRank(fixture, layout, r, id, prompts); });
+  }
+  for (std::thread& t : threads) t.join();
+  const int sampler = layout.pp > 1 ? 1 : 0;
+  const DType dtype = LoadModelConfig(testing::FixturesDir() / fixture)->dtype;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    ASSERT_EQ(got[sampler].tokens[s], want.tokens[s]) << fixture << " prompt " << s;
+    for (int i = 0; i < kNumTokens; ++i) {
+      const auto& w = want.logprobs[s][i];
+      const auto& g = got[sampler].logprobs[s][i];
+      ASSERT_EQ(g.size(), w.size());
+      for (size_t j = 0; j < w.size(); ++j) {
+        EXPECT_NEAR(g[j].second, w[j].second, Tolerance(dtype))
+            << fixture << " prompt " << s << " token " << i << " rank " << j;
+      }
+      EXPECT_EQ(g[0].first, w[0].first) << fixture << " prompt " << s << " token " << i;
+    }
+  }
+}
+
+class CudaModelTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaModelTest, OneGpuMatchesTheCpu) { Compare(GetParam(), {}); }
+TEST_P(CudaModelTest, Tp2MatchesTheCpu) { Compare(GetParam(), {.tp = 2}); }
+TEST_P(CudaModelTest, Pp2MatchesTheCpu) { Compare(GetParam(), {.pp = 2}); }
+TEST_P(CudaModelTest, Ep2MatchesTheCpu) {
+  if (LoadModelConfig(testing::FixturesDir() / GetParam())->num_experts == 0) GTEST_SKIP() << "dense";
+  Compare(GetParam(), {.tp = 2, .ep = true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaModelTest, ::testing::ValuesIn(testing::FixtureNames()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace lattice

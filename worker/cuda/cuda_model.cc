@@ -1,0 +1,714 @@
+// The CUDA model of one rank (see cuda_model.h).
+#include "worker/cuda/cuda_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/device.h"
+#include "worker/model_runner.h"
+#include "worker/layers/sharding.h"
+#include "worker/layers/vocab_parallel.h"
+
+#define LATTICE_CUDA_OK(expr)                                                                     \
+  do {                                                                                            \
+    const cudaError_t err_ = (expr);                                                              \
+    LATTICE_CHECK_MSG(err_ == cudaSuccess, "CUDA error %s: %s", #expr, cudaGetErrorString(err_)); \
+  } while (0)
+
+namespace lattice {
+
+struct CudaModel::Layer {
+  Tensor input_layernorm, post_attention_layernorm;
+  Tensor qkv_w, qkv_b, o_w, o_b, q_norm, k_norm;
+  int32_t sliding_window = 0;
+  float scale = 1.0f;
+  Tensor gate_up_w, gate_up_b, down_w, down_b;  // dense MLP
+  bool moe = false;
+  int top_k = 0;
+  bool renormalize = false;
+  int64_t first_local_expert = 0;
+  Tensor router_w, w13, w2;  // routed experts
+  Tensor shared_gate_up_w, shared_down_w, shared_gate_w;  // Qwen2-MoE's shared expert
+};
+
+// The step's metadata: one pinned staging area and one device buffer with the same
+// layout, sections at fixed offsets (in 4-byte words) sized for the worst case.
+struct CudaModel::Metadata {
+  size_t token_ids = 0, positions = 0, slots = 0, freq_rows = 0, query_start = 0, seq_lens = 0, block_tables = 0,
+         logits_indices = 0, temperature = 0, top_k = 0, top_p = 0, min_p = 0, seed = 0, sample_position = 0,
+         inv_freq = 0, words = 0;
+  int32_t* host = nullptr;
+  std::shared_ptr<Buffer> device;
+
+  Tensor View(size_t offset, DType dtype, Shape shape) const {
+    return Tensor::FromBuffer(device, offset * 4, dtype, std::move(shape));
+  }
+  template <typename T>
+  T* Host(size_t offset) const {
+    return reinterpret_cast<T*>(host + offset);
+  }
+  ~Metadata() {
+    if (host) cudaFreeHost(host);
+  }
+};
+
+// A captured decode step for `batch` padded sequences; logits are its f32 output.
+struct CudaModel::Graph {
+  cudaGraphExec_t exec = nullptr;
+  Tensor logits;
+  size_t workspace_end = 0;  // the workspace the graph's body uses: [0, workspace_end)
+  ~Graph() {
+    if (exec) cudaGraphExecDestroy(exec);
+  }
+};
+
+namespace {
+
+Tensor ToDeviceAs(const Tensor& host, DType dtype) {
+  if (!host.defined()) return Tensor();
+  return cuda::ToDevice(host.dtype() == dtype ? host : host.To(dtype));
+}
+
+// Batch sizes with a captured decode graph: 1, 2, 4, 8, then every 8 up to the max.
+std::vector<int32_t> GraphBuckets(int32_t max_num_seqs) {
+  std::vector<int32_t> sizes;
+  for (int32_t b : {1, 2, 4}) {
+    if (b <= max_num_seqs) sizes.push_back(b);
+  }
+  for (int32_t b = 8; b <= max_num_seqs; b += 8) sizes.push_back(b);
+  if (sizes.empty() || sizes.back() != max_num_seqs) sizes.push_back(max_num_seqs);
+  return sizes;
+}
+
+}  // namespace
+
+CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOptions& options,
+                     const CudaPlacement& placement)
+    : config_(std::move(config)), shard_(shard), options_(options), placement_(placement), stream_(placement.stream) {
+  LATTICE_CHECK(placement.tp != nullptr);
+  if (shard_.end_layer < 0) shard_.end_layer = static_cast<int>(config_.num_hidden_layers);
+  rope_ = RopeScalingFor(config_);
+  const RopeFrequencies frequencies = ComputeRopeFrequencies(rope_, options_.max_model_len);
+  rotary_half_ = static_cast<int64_t>(frequencies.inv_freq.size());
+  rope_scale_ = frequencies.attention_scale;
+  if (!RopeDependsOnLength(rope_)) {
+    inv_freq_ = cuda::ToDevice(Tensor::FromVector(frequencies.inv_freq, {1, rotary_half_}));
+  }
+  const LocalHeads heads = LocalHeadsFor(config_.num_attention_heads, config_.num_key_value_heads, shard_.tp);
+  num_heads_ = heads.num_heads;
+  num_kv_heads_ = heads.num_kv_heads;
+  const RowRange vocab = VocabShard(config_.vocab_size, shard_.tp);
+  vocab_first_row_ = vocab.begin;
+  vocab_rows_ = vocab.size();
+  max_blocks_per_seq_ = NumBlocksFor(options_.max_model_len, options_.block_size);
+
+  // The metadata sections, worst case.
+  auto m = std::make_unique<Metadata>();
+  const size_t t = options_.max_num_tokens, s = options_.max_num_seqs;
+  size_t at = 0;
+  auto section = [&at](size_t words) {
+    const size_t begin = at;
+    at += (words + 63) / 64 * 64;  // 256-byte aligned sections
+    return begin;
+  };
+  m->token_ids = section(t);
+  m->positions = section(t);
+  m->slots = section(t);
+  m->freq_rows = section(t);
+  m->query_start = section(s + 1);
+  m->seq_lens = section(s);
+  m->logits_indices = section(s);
+  m->temperature = section(s);
+  m->top_k = section(s);
+  m->top_p = section(s);
+  m->min_p = section(s);
+  m->seed = section(2 * s);
+  m->sample_position = section(s);
+  m->inv_freq = section(s * rotary_half_);
+  m->block_tables = section(s * max_blocks_per_seq_);  // last: a step copies only its rows
+  m->words = at;
+  LATTICE_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&m->host), m->words * 4));
+  std::memset(m->host, 0, m->words * 4);
+  m->device = cuda::AllocateDevice(m->words * 4);
+  metadata_ = std::move(m);
+}
+
+CudaModel::~CudaModel() {
+  graphs_.clear();
+  if (stream_) cudaStreamSynchronize(stream_);
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::FromShard(const DecoderModel& shard,
+                                                                const CudaModelOptions& options,
+                                                                const CudaPlacement& placement) {
+  std::unique_ptr<CudaModel> model(new CudaModel(shard.config(), shard.shard(), options, placement));
+  const DType dtype = options.dtype;
+  if (model->is_first_stage() || (model->is_last_stage() && shard.config().tie_word_embeddings)) {
+    model->embed_tokens_ = ToDeviceAs(shard.embed_tokens().weight(), dtype);
+  }
+  for (const DecoderModel::Layer& cpu : shard.layers()) {
+    Layer l;
+    l.input_layernorm = ToDeviceAs(cpu.input_layernorm, dtype);
+    l.post_attention_layernorm = ToDeviceAs(cpu.post_attention_layernorm, dtype);
+    const Attention& a = cpu.attention;
+    l.qkv_w = ToDeviceAs(a.qkv_proj().weight(), dtype);
+    l.qkv_b = ToDeviceAs(a.qkv_proj().bias(), dtype);
+    l.o_w = ToDeviceAs(a.o_proj().weight(), dtype);
+    l.o_b = ToDeviceAs(a.o_proj().bias(), dtype);
+    l.q_norm = ToDeviceAs(a.q_norm(), dtype);
+    l.k_norm = ToDeviceAs(a.k_norm(), dtype);
+    l.sliding_window = a.sliding_window();
+    l.scale = a.scale();
+    if (cpu.mlp) {
+      l.gate_up_w = ToDeviceAs(cpu.mlp->gate_up_proj().weight(), dtype);
+      l.gate_up_b = ToDeviceAs(cpu.mlp->gate_up_proj().bias(), dtype);
+      l.down_w = ToDeviceAs(cpu.mlp->down_proj().weight(), dtype);
+      l.down_b = ToDeviceAs(cpu.mlp->down_proj().bias(), dtype);
+    } else {
+      const SparseMoe& moe = *cpu.moe;
+      l.moe = true;
+      l.top_k = moe.top_k();
+      l.renormalize = moe.renormalize();
+      l.first_local_expert = moe.first_local_expert();
+      l.router_w = ToDeviceAs(moe.router().weight(), dtype);
+      l.w13 = ToDeviceAs(moe.w13(), dtype);
+      l.w2 = ToDeviceAs(moe.w2(), dtype);
+      if (moe.shared_expert()) {
+        l.shared_gate_up_w = ToDeviceAs(moe.shared_expert()->gate_up_proj().weight(), dtype);
+        l.shared_down_w = ToDeviceAs(moe.shared_expert()->down_proj().weight(), dtype);
+        l.shared_gate_w = ToDeviceAs(moe.shared_expert_gate().weight(), dtype);
+      }
+    }
+    model->layers_.push_back(std::move(l));
+  }
+  if (model->is_last_stage()) {
+    model->norm_ = ToDeviceAs(shard.norm(), dtype);
+    model->lm_head_ = shard.config().tie_word_embeddings ? model->embed_tokens_ : ToDeviceAs(shard.lm_head().weight(), dtype);
+  }
+  for (const Layer& l : model->layers_) {
+    for (const Tensor* t : {&l.input_layernorm, &l.post_attention_layernorm, &l.qkv_w, &l.qkv_b, &l.o_w, &l.o_b,
+                            &l.q_norm, &l.k_norm, &l.gate_up_w, &l.gate_up_b, &l.down_w, &l.down_b, &l.router_w,
+                            &l.w13, &l.w2, &l.shared_gate_up_w, &l.shared_down_w, &l.shared_gate_w}) {
+      if (t->defined()) model->weight_bytes_ += t->nbytes();
+    }
+  }
+  for (const Tensor* t : {&model->embed_tokens_, &model->norm_}) {
+    if (t->defined()) model->weight_bytes_ += t->nbytes();
+  }
+  if (model->lm_head_.defined() && !shard.config().tie_word_embeddings) model->weight_bytes_ += model->lm_head_.nbytes();
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Dummy(const ModelConfig& config, const ModelShard& shard,
+                                                            const CudaModelOptions& options,
+                                                            const CudaPlacement& placement, uint64_t seed) {
+  std::unique_ptr<CudaModel> model(new CudaModel(config, shard, options, placement));
+  CudaModel& m = *model;
+  const ModelConfig& c = m.config_;
+  const DType dtype = options.dtype;
+  const int64_t h = c.hidden_size, d = c.head_dim;
+  const Shard tp = m.shard_.tp, ep = m.shard_.ep;
+  uint64_t next_seed = seed * 1000003 + 1;
+  // Weights uniform in +-1/sqrt(fan_in) keep activations O(1); norms are ones.
+  auto make = [&](Shape shape, bool defined = true) {
+    if (!defined) return Tensor();
+    Tensor t = cuda::EmptyDevice(dtype, shape);
+    const float bound = shape.size() >= 2 ? 1.0f / std::sqrt(static_cast<float>(shape.back())) : 0.02f;
+    cuda::FillUniform(t, next_seed++, -bound, bound, m.stream_);
+    m.weight_bytes_ += t.nbytes();
+    return t;
+  };
+  auto ones = [&](Shape shape, bool defined = true) {
+    if (!defined) return Tensor();
+    Tensor t = cuda::EmptyDevice(dtype, shape);
+    cuda::FillUniform(t, 0, 1.0f, 1.0f, m.stream_);
+    m.weight_bytes_ += t.nbytes();
+    return t;
+  };
+  if (m.is_first_stage() || (m.is_last_stage() && c.tie_word_embeddings)) m.embed_tokens_ = make({m.vocab_rows_, h});
+  for (int i = m.shard_.first_layer; i < m.shard_.end_layer; ++i) {
+    Layer l;
+    l.input_layernorm = ones({h});
+    l.post_attention_layernorm = ones({h});
+    l.qkv_w = make({(m.num_heads_ + 2 * m.num_kv_heads_) * d, h});
+    l.qkv_b = make({(m.num_heads_ + 2 * m.num_kv_heads_) * d}, c.qkv_bias);
+    l.o_w = make({h, m.num_heads_ * d});
+    l.o_b = make({h}, c.o_bias);
+    l.q_norm = ones({d}, c.qk_norm);
+    l.k_norm = ones({d}, c.qk_norm);
+    l.sliding_window = c.sliding_window.empty() ? 0 : c.sliding_window[i];
+    l.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    if (c.num_experts > 0 && c.layer_is_moe[i]) {
+      l.moe = true;
+      l.top_k = static_cast<int>(c.num_experts_per_tok);
+      l.renormalize = c.norm_topk_prob;
+      const RowRange experts = ep.size > 1 ? EvenSplit(c.num_experts, ep) : RowRange{0, c.num_experts};
+      const int64_t width = ep.size > 1 ? c.moe_intermediate_size : c.moe_intermediate_size / tp.size;
+      l.first_local_expert = experts.begin;
+      l.router_w = make({c.num_experts, h});
+      l.w13 = make({experts.size(), 2 * width, h});
+      l.w2 = make({experts.size(), h, width});
+      if (c.shared_expert_intermediate_size > 0) {
+        const int64_t shared = c.shared_expert_intermediate_size / tp.size;
+        l.shared_gate_up_w = make({2 * shared, h});
+        l.shared_down_w = make({h, shared});
+        l.shared_gate_w = make({1, h});
+      }
+    } else {
+      const int64_t width = c.intermediate_size / tp.size;
+      l.gate_up_w = make({2 * width, h});
+      l.gate_up_b = make({2 * width}, c.mlp_bias);
+      l.down_w = make({h, width});
+      l.down_b = make({h}, c.mlp_bias);
+    }
+    m.layers_.push_back(std::move(l));
+  }
+  if (m.is_last_stage()) {
+    m.norm_ = ones({h});
+    m.lm_head_ = c.tie_word_embeddings ? m.embed_tokens_ : make({m.vocab_rows_, h});
+  }
+  LATTICE_CUDA_OK(cudaStreamSynchronize(m.stream_));
+  return model;
+}
+
+size_t CudaModel::ActivationBytesEstimate() const {
+  const ModelConfig& c = config_;
+  const size_t e = DTypeSize(options_.dtype);
+  const size_t t = options_.max_num_tokens, s = options_.max_num_seqs;
+  const int64_t d = c.head_dim;
+  const int64_t width = std::max<int64_t>(c.intermediate_size / shard_.tp.size,
+                                          c.shared_expert_intermediate_size / shard_.tp.size);
+  // hidden + residual, qkv, attention output, gate-up and its activation, MoE output.
+  const size_t per_token = e * (2 * c.hidden_size + (num_heads_ + 2 * num_kv_heads_) * d + num_heads_ * d +
+                                3 * width + c.hidden_size + c.num_experts);
+  size_t bytes = t * per_token;
+  if (c.num_experts > 0) {
+    const int64_t moe_width = shard_.ep.size > 1 ? c.moe_intermediate_size : c.moe_intermediate_size / shard_.tp.size;
+    const int64_t local_experts = shard_.ep.size > 1 ? c.num_experts / shard_.ep.size : c.num_experts;
+    bytes += cuda::FusedMoeWorkspaceBytes(t, c.num_experts_per_tok, local_experts, c.hidden_size, moe_width,
+                                          options_.dtype) +
+             t * c.num_experts_per_tok * 8;
+  }
+  // Logits: this rank's shard, the gathered shards, f32, and the sampler's scratch.
+  bytes += s * vocab_rows_ * e * (1 + shard_.tp.size) + s * c.vocab_size * 4 +
+           cuda::SampleWorkspaceBytes(s, c.vocab_size) + s * 64 * 8;
+  // Split-KV decode partials: (max, sum, head_dim accumulators) per split and head.
+  bytes += s * num_heads_ * 256 * (d + 2) * 4;
+  return bytes + (64u << 20);
+}
+
+void CudaModel::InitializeCache() {
+  workspace_ = std::make_unique<cuda::Workspace>(ActivationBytesEstimate());
+  // A KV pool of two blocks for the profiling steps.
+  auto allocate_kv = [this](int32_t blocks) {
+    const int64_t layers = static_cast<int64_t>(layers_.size());
+    const size_t per_tensor =
+        static_cast<size_t>(blocks) * options_.block_size * num_kv_heads_ * config_.head_dim * DTypeSize(options_.dtype);
+    k_cache_.clear();
+    v_cache_.clear();
+    kv_buffer_.reset();
+    kv_buffer_ = cuda::AllocateDevice(std::max<size_t>(1, 2 * layers * per_tensor));
+    LATTICE_CUDA_OK(cudaMemsetAsync(kv_buffer_->data(), 0, 2 * layers * per_tensor, stream_));
+    for (int64_t l = 0; l < layers; ++l) {
+      const Shape shape = {blocks, options_.block_size, num_kv_heads_, config_.head_dim};
+      k_cache_.push_back(Tensor::FromBuffer(kv_buffer_, 2 * l * per_tensor, options_.dtype, shape));
+      v_cache_.push_back(Tensor::FromBuffer(kv_buffer_, (2 * l + 1) * per_tensor, options_.dtype, shape));
+    }
+    num_kv_blocks_ = blocks;
+  };
+  allocate_kv(2);
+
+  // Worst cases: a full token budget in chunks as long as the model allows, and the
+  // most sequences at once. No KV is written (slots -1); reads hit block 0.
+  auto profile = [this](int32_t num_seqs, int32_t tokens_per_seq) {
+    ForwardBatch batch;
+    batch.max_blocks_per_seq = 1;
+    batch.query_start_loc.push_back(0);
+    std::vector<SamplingRow> rows;
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      for (int32_t i = 0; i < tokens_per_seq; ++i) {
+        batch.token_ids.push_back(0);
+        batch.positions.push_back(i);
+        batch.slot_mapping.push_back(-1);
+      }
+      batch.query_start_loc.push_back(batch.num_tokens());
+      batch.seq_lens.push_back(tokens_per_seq);
+      batch.block_tables.push_back(0);
+      batch.logits_indices.push_back(batch.num_tokens() - 1);
+      SamplingRow row;
+      row.params.temperature = 1.0f;
+      row.num_logprobs = 20;
+      rows.push_back(row);
+    }
+    Execute(batch, rows);
+  };
+  const int32_t chunk = std::min(options_.max_num_tokens, options_.max_model_len);
+  profile(options_.max_num_tokens / chunk, chunk);
+  profile(std::min(options_.max_num_seqs, options_.max_num_tokens), 1);
+  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+
+  int32_t blocks = options_.num_kv_blocks;
+  if (blocks <= 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    LATTICE_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    free_bytes += kv_buffer_->bytes();  // the profiling pool is given back below
+    const double budget =
+        static_cast<double>(free_bytes) - static_cast<double>(total_bytes) * (1.0 - options_.gpu_memory_utilization);
+    const size_t per_block = 2 * layers_.size() * static_cast<size_t>(options_.block_size) * num_kv_heads_ *
+                             config_.head_dim * DTypeSize(options_.dtype);
+    blocks = budget > 0 ? static_cast<int32_t>(budget / static_cast<double>(per_block)) : 0;
+    LATTICE_CHECK_MSG(blocks >= 2, "no GPU memory left for the KV cache (raise --gpu-memory-utilization)");
+  }
+  allocate_kv(blocks);
+  if (options_.cuda_graphs && placement_.pp == nullptr && !RopeDependsOnLength(rope_)) CaptureGraphs();
+}
+
+void CudaModel::Upload(const ForwardBatch& batch, const std::vector<SamplingRow>& rows, int32_t padded_seqs) {
+  Metadata& m = *metadata_;
+  const int32_t tokens = batch.num_tokens(), seqs = batch.num_seqs();
+  LATTICE_CHECK_MSG(tokens <= options_.max_num_tokens && padded_seqs <= options_.max_num_seqs,
+                    "step of %d tokens, %d sequences is past the limits (%d, %d)", tokens, padded_seqs,
+                    options_.max_num_tokens, options_.max_num_seqs);
+  LATTICE_CHECK(batch.max_blocks_per_seq <= max_blocks_per_seq_);
+  const int32_t padded_tokens = tokens + (padded_seqs - seqs);
+  std::copy(batch.token_ids.begin(), batch.token_ids.end(), m.Host<int32_t>(m.token_ids));
+  std::copy(batch.positions.begin(), batch.positions.end(), m.Host<int32_t>(m.positions));
+  std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), m.Host<int32_t>(m.slots));
+  std::copy(batch.query_start_loc.begin(), batch.query_start_loc.end(), m.Host<int32_t>(m.query_start));
+  std::copy(batch.seq_lens.begin(), batch.seq_lens.end(), m.Host<int32_t>(m.seq_lens));
+  int32_t* tables = m.Host<int32_t>(m.block_tables);
+  for (int32_t s = 0; s < seqs; ++s) {
+    for (int32_t b = 0; b < max_blocks_per_seq_; ++b) {
+      tables[s * max_blocks_per_seq_ + b] =
+          b < batch.max_blocks_per_seq ? std::max(0, batch.block_tables[s * batch.max_blocks_per_seq + b]) : 0;
+    }
+  }
+  // Padding (decode graphs): one token per extra sequence, written nowhere, reading block 0.
+  for (int32_t i = tokens; i < padded_tokens; ++i) {
+    m.Host<int32_t>(m.token_ids)[i] = 0;
+    m.Host<int32_t>(m.positions)[i] = 0;
+    m.Host<int32_t>(m.slots)[i] = -1;
+  }
+  for (int32_t s = seqs; s < padded_seqs; ++s) {
+    m.Host<int32_t>(m.query_start)[s + 1] = tokens + (s - seqs) + 1;
+    m.Host<int32_t>(m.seq_lens)[s] = 1;
+    std::fill_n(tables + s * max_blocks_per_seq_, max_blocks_per_seq_, 0);
+  }
+  const int32_t num_rows = static_cast<int32_t>(batch.logits_indices.size());
+  std::copy(batch.logits_indices.begin(), batch.logits_indices.end(), m.Host<int32_t>(m.logits_indices));
+  for (int32_t r = num_rows; r < num_rows + (padded_seqs - seqs); ++r) m.Host<int32_t>(m.logits_indices)[r] = tokens + r - num_rows;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const cpu::SamplingParams& p = rows[r].params;
+    m.Host<float>(m.temperature)[r] = p.temperature;
+    m.Host<int32_t>(m.top_k)[r] = p.top_k;
+    m.Host<float>(m.top_p)[r] = p.top_p;
+    m.Host<float>(m.min_p)[r] = p.min_p;
+    m.Host<uint32_t>(m.seed)[2 * r] = static_cast<uint32_t>(p.seed);
+    m.Host<uint32_t>(m.seed)[2 * r + 1] = static_cast<uint32_t>(p.seed >> 32);
+    m.Host<int32_t>(m.sample_position)[r] = static_cast<int32_t>(rows[r].position);
+  }
+  if (RopeDependsOnLength(rope_)) {
+    float* table = m.Host<float>(m.inv_freq);
+    for (int32_t s = 0; s < seqs; ++s) {
+      const RopeFrequencies f = ComputeRopeFrequencies(rope_, batch.seq_lens[s]);
+      std::copy(f.inv_freq.begin(), f.inv_freq.end(), table + s * rotary_half_);
+      for (int32_t i = batch.query_start_loc[s]; i < batch.query_start_loc[s + 1]; ++i) {
+        m.Host<int32_t>(m.freq_rows)[i] = s;
+      }
+    }
+  }
+  const size_t words = m.block_tables + static_cast<size_t>(padded_seqs) * max_blocks_per_seq_;
+  LATTICE_CUDA_OK(cudaMemcpyAsync(m.device->data(), m.host, words * 4, cudaMemcpyHostToDevice, stream_));
+}
+
+Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows, int32_t max_query_len,
+                          int32_t max_seq_len) {
+  const ModelConfig& c = config_;
+  const Metadata& m = *metadata_;
+  cuda::Workspace& ws = *workspace_;
+  Communicator& tp = *placement_.tp;
+  const bool tp_rank0 = tp.rank() == 0;
+  const int64_t t = num_tokens, h = c.hidden_size, d = c.head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const DType dtype = options_.dtype;
+
+  const Tensor token_ids = m.View(m.token_ids, DType::kI32, {t});
+  const Tensor positions = m.View(m.positions, DType::kI32, {t});
+  const Tensor slots = m.View(m.slots, DType::kI32, {t});
+  const bool per_seq_rope = RopeDependsOnLength(rope_);
+  const Tensor inv_freq = per_seq_rope ? m.View(m.inv_freq, DType::kF32, {num_seqs, rotary_half_}) : inv_freq_;
+  const Tensor freq_rows = per_seq_rope ? m.View(m.freq_rows, DType::kI32, {t}) : Tensor();
+  cuda::PagedAttentionMetadata attention;
+  attention.query_start_loc = m.View(m.query_start, DType::kI32, {num_seqs + 1});
+  attention.seq_lens = m.View(m.seq_lens, DType::kI32, {num_seqs});
+  attention.block_tables = m.View(m.block_tables, DType::kI32, {num_seqs, max_blocks_per_seq_});
+  attention.num_seqs = num_seqs;
+  attention.max_query_len = max_query_len;
+  attention.max_seq_len = max_seq_len;
+  attention.block_size = options_.block_size;
+
+  // hidden and residual share one buffer: what crosses a stage boundary is one transfer.
+  Tensor both = ws.Empty(dtype, {2 * t, h});
+  Tensor hidden = both.Slice(0, t), residual = both.Slice(t, 2 * t);
+  if (is_first_stage()) {
+    if (t > 0) {
+      cuda::VocabShardEmbedding(token_ids, embed_tokens_, vocab_first_row_, hidden, stream_);
+      if (tp.size() > 1) tp.AllReduce(hidden);
+      // residual = 0, so the first fused add-norm leaves residual = hidden exactly.
+      LATTICE_CUDA_OK(cudaMemsetAsync(residual.raw_data(), 0, residual.nbytes(), stream_));
+    }
+  } else if (t > 0) {
+    placement_.pp->Recv(both, placement_.pp->rank() - 1, kTagHiddenStates);
+  }
+
+  for (size_t i = 0; i < layers_.size() && t > 0; ++i) {
+    const Layer& l = layers_[i];
+    const size_t mark = ws.Mark();
+    cuda::FusedAddRmsNorm(hidden, residual, l.input_layernorm, eps, stream_);
+    Tensor qkv = ws.Empty(dtype, {t, (num_heads_ + 2 * num_kv_heads_) * d});
+    gemm_.Linear(hidden, l.qkv_w, l.qkv_b, qkv, stream_);
+    cuda::QkNormRotaryKvWrite(qkv, num_heads_, num_kv_heads_, l.q_norm, l.k_norm, eps, positions, inv_freq,
+                              freq_rows, rope_scale_, slots, k_cache_[i], v_cache_[i], stream_);
+    Tensor attn = ws.Empty(dtype, {t, num_heads_, d});
+    cuda::PagedAttention(qkv, k_cache_[i], v_cache_[i], attention, l.scale, l.sliding_window, attn, ws, stream_);
+    // Row-parallel biases are added once: by TP rank 0, before the sum.
+    gemm_.Linear(attn.View({t, num_heads_ * d}), l.o_w, tp_rank0 ? l.o_b : Tensor(), hidden, stream_);
+    if (tp.size() > 1) tp.AllReduce(hidden);
+    cuda::FusedAddRmsNorm(hidden, residual, l.post_attention_layernorm, eps, stream_);
+    if (!l.moe) {
+      Tensor gate_up = ws.Empty(dtype, {t, l.gate_up_w.dim(0)});
+      gemm_.Linear(hidden, l.gate_up_w, l.gate_up_b, gate_up, stream_);
+      Tensor act = ws.Empty(dtype, {t, l.gate_up_w.dim(0) / 2});
+      cuda::SiluAndMul(gate_up, act, stream_);
+      gemm_.Linear(act, l.down_w, tp_rank0 ? l.down_b : Tensor(), hidden, stream_);
+    } else {
+      Tensor router_logits = ws.Empty(dtype, {t, c.num_experts});
+      gemm_.Linear(hidden, l.router_w, Tensor(), router_logits, stream_);
+      Tensor ids = ws.Empty(DType::kI32, {t, l.top_k});
+      Tensor weights = ws.Empty(DType::kF32, {t, l.top_k});
+      cuda::MoeTopKRouting(router_logits, l.top_k, l.renormalize, ids, weights, stream_);
+      if (l.first_local_expert != 0) cuda::OffsetIds(ids, -static_cast<int32_t>(l.first_local_expert), stream_);
+      Tensor out = ws.Empty(dtype, {t, h});
+      cuda::FusedMoe(hidden, l.w13, l.w2, ids, weights, out, ws, stream_);
+      if (l.shared_gate_up_w.defined()) {
+        Tensor gate_up = ws.Empty(dtype, {t, l.shared_gate_up_w.dim(0)});
+        gemm_.Linear(hidden, l.shared_gate_up_w, Tensor(), gate_up, stream_);
+        Tensor act = ws.Empty(dtype, {t, l.shared_gate_up_w.dim(0) / 2});
+        cuda::SiluAndMul(gate_up, act, stream_);
+        Tensor shared = ws.Empty(dtype, {t, h});
+        gemm_.Linear(act, l.shared_down_w, Tensor(), shared, stream_);
+        Tensor gate = ws.Empty(dtype, {t, 1});
+        gemm_.Linear(hidden, l.shared_gate_w, Tensor(), gate, stream_);
+        // The gate is the same on every rank, so gating each rank's partial sum is exact.
+        cuda::AddSigmoidGated(gate, shared, out, stream_);
+      }
+      LATTICE_CUDA_OK(cudaMemcpyAsync(hidden.raw_data(), out.raw_data(), out.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+    }
+    if (tp.size() > 1) tp.AllReduce(hidden);
+    ws.Rewind(mark);
+  }
+
+  if (!is_last_stage()) {
+    if (t > 0) placement_.pp->Send(both, placement_.pp->rank() + 1, kTagHiddenStates);
+    return Tensor();
+  }
+  // The final norm and the head, only on the rows that sample.
+  const int64_t r = num_rows;
+  const Tensor indices = m.View(m.logits_indices, DType::kI32, {r});
+  Tensor selected = ws.Empty(dtype, {r, h}), selected_residual = ws.Empty(dtype, {r, h});
+  cuda::Embedding(indices, hidden, selected, stream_);
+  cuda::Embedding(indices, residual, selected_residual, stream_);
+  cuda::FusedAddRmsNorm(selected, selected_residual, norm_, eps, stream_);
+  Tensor head = ws.Empty(dtype, {r, vocab_rows_});
+  gemm_.Linear(selected, lm_head_, Tensor(), head, stream_);
+  Tensor gathered = head;
+  if (tp.size() > 1) {
+    gathered = ws.Empty(dtype, {tp.size() * r, vocab_rows_});
+    tp.AllGather(head, gathered);
+  }
+  Tensor logits = ws.Empty(DType::kF32, {r, c.vocab_size});
+  cuda::AssembleLogits(gathered, tp.size(), c.vocab_size, logits, stream_);
+  return logits;
+}
+
+std::vector<DeviceSample> CudaModel::SampleRows(const Tensor& logits, const std::vector<SamplingRow>& rows) {
+  std::vector<DeviceSample> out;
+  if (!samples() || rows.empty()) return out;
+  const Metadata& m = *metadata_;
+  cuda::Workspace& ws = *workspace_;
+  const int32_t r = static_cast<int32_t>(rows.size());
+  const Tensor row_logits = logits.Slice(0, r);
+  cuda::SamplingMetadata sampling;
+  sampling.temperature = m.View(m.temperature, DType::kF32, {r});
+  sampling.top_k = m.View(m.top_k, DType::kI32, {r});
+  sampling.top_p = m.View(m.top_p, DType::kF32, {r});
+  sampling.min_p = m.View(m.min_p, DType::kF32, {r});
+  sampling.seed = m.View(m.seed, DType::kI32, {r, 2});
+  sampling.position = m.View(m.sample_position, DType::kI32, {r});
+  sampling.all_greedy = std::all_of(rows.begin(), rows.end(), [](const SamplingRow& row) {
+    return row.params.temperature == 0.0f;
+  });
+  Tensor tokens = ws.Empty(DType::kI32, {r});
+  cuda::Sample(row_logits, sampling, tokens, ws, stream_);
+  int32_t k = 0;
+  for (const SamplingRow& row : rows) k = std::max(k, row.num_logprobs);
+  Tensor ids, logprobs;
+  if (k > 0) {
+    ids = ws.Empty(DType::kI32, {r, k});
+    logprobs = ws.Empty(DType::kF32, {r, k});
+    cuda::TopKLogprobs(row_logits, k, ids, logprobs, ws, stream_);
+  }
+  // Results land in the pinned staging area past the metadata (the step is over with it).
+  std::vector<int32_t> host_tokens(r), host_ids(static_cast<size_t>(r) * k);
+  std::vector<float> host_logprobs(static_cast<size_t>(r) * k);
+  LATTICE_CUDA_OK(cudaMemcpyAsync(host_tokens.data(), tokens.raw_data(), tokens.nbytes(), cudaMemcpyDeviceToHost, stream_));
+  if (k > 0) {
+    LATTICE_CUDA_OK(cudaMemcpyAsync(host_ids.data(), ids.raw_data(), ids.nbytes(), cudaMemcpyDeviceToHost, stream_));
+    LATTICE_CUDA_OK(
+        cudaMemcpyAsync(host_logprobs.data(), logprobs.raw_data(), logprobs.nbytes(), cudaMemcpyDeviceToHost, stream_));
+  }
+  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  for (int32_t i = 0; i < r; ++i) {
+    DeviceSample s;
+    s.token = host_tokens[i];
+    for (int32_t j = 0; j < rows[i].num_logprobs; ++j) {
+      s.logprobs.emplace_back(host_ids[i * k + j], host_logprobs[i * k + j]);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const std::vector<SamplingRow>& rows) {
+  LATTICE_CHECK(workspace_ != nullptr);
+  LATTICE_CHECK(!is_last_stage() || rows.size() == batch.logits_indices.size());
+  const int32_t tokens = batch.num_tokens(), seqs = batch.num_seqs();
+  int32_t max_query_len = 0, max_seq_len = 0;
+  for (int32_t s = 0; s < seqs; ++s) {
+    max_query_len = std::max(max_query_len, batch.query_start_loc[s + 1] - batch.query_start_loc[s]);
+    max_seq_len = std::max(max_seq_len, batch.seq_lens[s]);
+  }
+  workspace_->Reset();
+  // A decode step (one new token per sequence, every one sampled) replays a graph.
+  const bool decode = seqs > 0 && tokens == seqs && max_query_len == 1 &&
+                      static_cast<int32_t>(batch.logits_indices.size()) == seqs;
+  auto graph = decode ? graphs_.lower_bound(seqs) : graphs_.end();
+  if (graph != graphs_.end()) {
+    Upload(batch, rows, graph->first);
+    LATTICE_CUDA_OK(cudaGraphLaunch(graph->second->exec, stream_));
+    ++num_graph_replays_;
+    workspace_->Rewind(graph->second->workspace_end);
+    return SampleRows(graph->second->logits, rows);
+  }
+  Upload(batch, rows, seqs);
+  const Tensor logits =
+      Forward(tokens, seqs, static_cast<int32_t>(batch.logits_indices.size()), max_query_len, max_seq_len);
+  if (!is_last_stage()) {
+    LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+    return {};
+  }
+  std::vector<DeviceSample> sampled = SampleRows(logits, rows);
+  if (!samples()) LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  return sampled;
+}
+
+void CudaModel::CaptureGraphs() {
+  // Largest first: the workspace high-water mark is set by the largest bucket.
+  std::vector<int32_t> buckets = GraphBuckets(std::min(options_.max_num_seqs, options_.max_num_tokens));
+  std::reverse(buckets.begin(), buckets.end());
+  for (int32_t b : buckets) {
+    ForwardBatch batch;  // empty: Upload pads it to b sequences of one token
+    batch.query_start_loc.push_back(0);
+    Upload(batch, {}, b);
+    workspace_->Reset();
+    auto graph = std::make_unique<Graph>();
+    // Warm up once outside the capture (cuBLASLt plans, lazy module loading).
+    Forward(b, b, b, 1, options_.max_model_len);
+    workspace_->Reset();
+    cudaGraph_t captured = nullptr;
+    LATTICE_CUDA_OK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    graph->logits = Forward(b, b, b, 1, options_.max_model_len);
+    LATTICE_CUDA_OK(cudaStreamEndCapture(stream_, &captured));
+    graph->workspace_end = workspace_->Mark();
+    LATTICE_CUDA_OK(cudaGraphInstantiate(&graph->exec, captured, 0));
+    LATTICE_CUDA_OK(cudaGraphDestroy(captured));
+    graphs_[b] = std::move(graph);
+  }
+  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+}
+
+}  // namespace lattice
+
+namespace lattice {
+namespace {
+
+absl::StatusOr<DType> DTypeFor(const std::string& name, DType checkpoint) {
+  if (name == "auto") return checkpoint;
+  if (name == "bfloat16" || name == "bf16") return DType::kBF16;
+  if (name == "float16" || name == "half" || name == "f16") return DType::kF16;
+  if (name == "float32" || name == "f32") return DType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype ", name, ": expected auto, bfloat16, float16 or float32"));
+}
+
+// The one-GPU model with the solo communicator and the stream it runs on.
+class OwnedCudaModel : public DeviceModel {
+ public:
+  OwnedCudaModel(std::unique_ptr<Communicator> solo, cudaStream_t stream)
+      : solo_(std::move(solo)), stream_(stream) {}
+  ~OwnedCudaModel() override {
+    model_.reset();
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  std::vector<DeviceSample> Execute(const ForwardBatch& batch, const std::vector<SamplingRow>& rows) override {
+    return model_->Execute(batch, rows);
+  }
+  const ModelConfig& config() const override { return model_->config(); }
+  bool is_first_stage() const override { return true; }
+  bool is_last_stage() const override { return true; }
+  bool samples() const override { return true; }
+  int32_t num_kv_blocks() const override { return model_->num_kv_blocks(); }
+
+  std::unique_ptr<Communicator> solo_;
+  cudaStream_t stream_;
+  std::unique_ptr<CudaModel> model_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& config,
+                                                           const DeviceModelOptions& options) {
+  if (cuda::DeviceCount() == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
+  absl::StatusOr<DType> dtype = DTypeFor(options.dtype, config.dtype);
+  if (!dtype.ok()) return dtype.status();
+  LATTICE_CUDA_OK(cudaSetDevice(0));
+  cudaStream_t stream = nullptr;
+  LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
+  CudaModelOptions o;
+  o.dtype = *dtype;
+  o.max_num_tokens = options.max_num_tokens;
+  o.max_num_seqs = options.max_num_seqs;
+  o.max_model_len = options.max_model_len > 0 ? options.max_model_len : static_cast<int32_t>(DefaultMaxModelLen(config));
+  o.block_size = options.block_size;
+  o.gpu_memory_utilization = options.gpu_memory_utilization;
+  o.num_kv_blocks = options.num_kv_blocks;
+  o.cuda_graphs = options.cuda_graphs;
+  const CudaPlacement placement{owned->solo_.get(), nullptr, stream};
+  absl::StatusOr<std::unique_ptr<CudaModel>> model;
+  if (options.dummy_weights) {
+    model = CudaModel::Dummy(config, ModelShard{}, o, placement);
+  } else {
+    absl::StatusOr<std::unique_ptr<DecoderModel>> cpu = DecoderModel::Load(options.model_dir, config);
+    if (!cpu.ok()) return cpu.status();
+    model = CudaModel::FromShard(**cpu, o, placement);
+  }
+  if (!model.ok()) return model.status();
+  owned->model_ = *std::move(model);
+  owned->model_->InitializeCache();
+  return owned;
+}
+
+}  // namespace lattice

@@ -1,0 +1,11 @@
+// Builds without CUDA: `--device cuda` explains itself instead of failing to link.
+#include "absl/status/status.h"
+#include "worker/device_model.h"
+
+namespace lattice {
+
+absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig&, const DeviceModelOptions&) {
+  return absl::UnimplementedError("--device cuda: this build has no CUDA backend (nvcc was not found)");
+}
+
+}  // namespace lattice
