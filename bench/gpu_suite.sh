@@ -15,7 +15,7 @@ echo "commit $git_commit" > "$out/commit.txt"
 for part in "$@"; do
   case "$part" in
     tests)
-      timeout 400 "$bin/cuda_tests" --gtest_brief=1 > "$out/cuda_tests.txt" 2>&1
+      timeout 240 "$bin/cuda_tests" --gtest_brief=1 > "$out/cuda_tests.txt" 2>&1
       echo "cuda_tests exit $?" >> "$out/cuda_tests.txt"
       tail -5 "$out/cuda_tests.txt" ;;
     sanitizer)

@@ -84,6 +84,32 @@ void BenchGemm() {
   }
 }
 
+// Decode-sized GEMMs (M = 1 and 8) of Llama-3.1-8B's projections: the weight bytes
+// over the time, for our skinny kernel and for cuBLASLt, against the copy bandwidth.
+void BenchSkinny(double bandwidth) {
+  struct Shape2 {
+    const char* name;
+    int64_t n, k;
+  };
+  const Shape2 shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
+                           {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+  for (bool skinny : {true, false}) {
+    cuda::Gemm gemm;
+    gemm.set_skinny(skinny);
+    for (int64_t m : {1, 8}) {
+      for (const Shape2& s : shapes) {
+        Tensor x = RandomDevice(DType::kBF16, {m, s.k}, 3), w = RandomDevice(DType::kBF16, {s.n, s.k}, 4);
+        Tensor out = cuda::EmptyDevice(DType::kBF16, {m, s.n});
+        const double ms = TimeMs([&] { gemm.Linear(x, w, Tensor(), out); });
+        const double bytes = 2.0 * s.n * s.k;
+        Print({{"bench", "gemm_decode"}, {"kernel", skinny ? "skinny" : "cublaslt"}, {"proj", s.name}, {"m", m},
+               {"ms", ms}, {"weight_gbps", bytes / (ms * 1e-3) / 1e9},
+               {"fraction_of_copy_bandwidth", bytes / (ms * 1e-3) / bandwidth}});
+      }
+    }
+  }
+}
+
 double CopyBandwidth() {
   const size_t bytes = size_t{1} << 30;
   Tensor a = cuda::EmptyDevice(DType::kI32, {static_cast<int64_t>(bytes / 4)});
@@ -143,6 +169,7 @@ int Main() {
   const double bandwidth = CopyBandwidth();
   Print({{"device", prop.name}, {"copy_bandwidth_gbps", bandwidth / 1e9}});
   BenchGemm();
+  BenchSkinny(bandwidth);
   for (int s : {1024, 4096, 8192}) BenchAttention("prefill_attention", 1, s, s, 32, 8, 128, bandwidth);
   BenchAttention("prefill_attention", 4, 2048, 2048, 32, 8, 128, bandwidth);
   for (int b : {1, 8, 64, 256}) BenchAttention("decode_attention", b, 1, 1024, 32, 8, 128, bandwidth);

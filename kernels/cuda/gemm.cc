@@ -6,6 +6,7 @@
 
 #include "base/check.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/gemv.h"
 
 #define LATTICE_CUBLAS_CHECK(expr)                                                               \
   do {                                                                                           \
@@ -59,8 +60,9 @@ Gemm::~Gemm() {
 const Gemm::Plan& Gemm::PlanFor(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [m, n, k, dtype_int, has_bias] = key;
+  const auto [m, n, k, dtype_int, out_dtype_int, has_bias] = key;
   const cudaDataType_t type = CudaType(static_cast<DType>(dtype_int));
+  const cudaDataType_t out_type = CudaType(static_cast<DType>(out_dtype_int));
   auto plan = std::make_unique<Plan>();
   LATTICE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
@@ -76,7 +78,7 @@ const Gemm::Plan& Gemm::PlanFor(const Key& key) {
   // Column-major views: A = w as [K, N] (op T -> [N, K]), B = x as [K, M], C = out as [N, M].
   LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, type, k, n, k));
   LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, type, k, m, k));
-  LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, type, n, m, n));
+  LATTICE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out_type, n, m, n));
 
   cublasLtMatmulPreference_t preference = nullptr;
   LATTICE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -101,12 +103,14 @@ void Gemm::Linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   LATTICE_CHECK_MSG(w.dim(1) == k && out.dim(0) == m && out.dim(1) == n, "Gemm shapes: x %s w %s out %s",
                     ShapeToString(x.shape()).c_str(), ShapeToString(w.shape()).c_str(),
                     ShapeToString(out.shape()).c_str());
-  LATTICE_CHECK(x.dtype() == w.dtype() && out.dtype() == x.dtype());
+  LATTICE_CHECK(x.dtype() == w.dtype() && (out.dtype() == x.dtype() || out.dtype() == DType::kF32));
   if (m == 0 || n == 0) return;
   const bool has_bias = bias.defined();
-  const Plan& plan = PlanFor({m, n, k, static_cast<int>(x.dtype()), has_bias});
+  if (skinny_ && SkinnyGemm(x, w, bias, out, stream)) return;
+  const Plan& plan = PlanFor({m, n, k, static_cast<int>(x.dtype()), static_cast<int>(out.dtype()), has_bias});
   if (has_bias) {
     LATTICE_CHECK(bias.dtype() == x.dtype() && bias.numel() == n && bias.device() == Device::kCuda);
+    LATTICE_CHECK_MSG(out.dtype() == x.dtype(), "Gemm: a bias needs the output in the inputs' dtype");
     const void* pointer = bias.raw_data();
     LATTICE_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, sizeof(pointer)));

@@ -2,7 +2,11 @@
 // expected.json generated greedily together (one batch: varlen prefill, then decode
 // steps that replay CUDA graphs), on one GPU and, where two are present, as tp2, pp2
 // and (MoE) ep2 with one thread per GPU over NCCL. The first 8 tokens must equal the
-// CPU's and the top-5 logprobs agree within the dtype's tolerance.
+// CPU's and the top-5 logprobs agree within the tolerance of the activations' dtype:
+// run in f32 (every checkpoint upcast) the GPU path must agree to 2e-3, which pins the
+// code down; in the checkpoint's 16-bit dtype every op's output is rounded as in any
+// bf16/f16 engine, which through 4 layers of these random models moves logprobs by up
+// to ~0.2 (bf16) and ~0.03 (f16), so the bounds there are 0.3 and 0.06.
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -95,6 +99,7 @@ Generated GenerateOnCpu(const std::string& fixture, const std::vector<std::vecto
 struct Layout {
   int tp = 1, pp = 1;
   bool ep = false;  // experts over the TP ranks instead of TP-sliced
+  bool f32 = false;  // activations in f32 whatever the checkpoint's dtype
 };
 
 // One rank of the layout on GPU `rank`: returns what it sampled (tp rank 0 of the last stage).
@@ -125,7 +130,7 @@ Generated RunRank(const std::string& fixture, const Layout& layout, int rank, co
   const absl::StatusOr<std::unique_ptr<DecoderModel>> cpu = DecoderModel::Load(dir, *config, shard);
   EXPECT_TRUE(cpu.ok()) << cpu.status();
   CudaModelOptions options;
-  options.dtype = config->dtype;
+  options.dtype = layout.f32 ? DType::kF32 : config->dtype;
   options.max_num_tokens = 256;
   options.max_num_seqs = 16;
   options.max_model_len = 64;
@@ -166,22 +171,28 @@ Generated RunRank(const std::string& fixture, const Layout& layout, int rank, co
       chunks[s] = {token};
     }
   }
-  if (options.cuda_graphs && layout.pp == 1) EXPECT_GT((*model)->num_graph_replays(), 0);
+  if (options.cuda_graphs && layout.pp == 1 && !RopeDependsOnLength(RopeScalingFor(*config))) {
+    EXPECT_GT((*model)->num_graph_replays(), 0);
+  }
   model->reset();
   comm.reset();
   cudaStreamDestroy(stream);
   return out;
 }
 
-double Tolerance(DType dtype) { return dtype == DType::kF32 ? 2e-3 : 3e-2; }
+double Tolerance(DType dtype) { return dtype == DType::kF32 ? 2e-3 : dtype == DType::kF16 ? 0.06 : 0.3; }
 
 void Compare(const std::string& fixture, const Layout& layout) {
   const int world = layout.tp * layout.pp;
-  if (cuda::DeviceCount() < world) GTEST_SKIP() << "needs " << world << " GPUs";
+  if (cuda::DeviceCount() < world) {
+    GTEST_SKIP() << "needs " << world << " GPUs";
+  }
   const std::vector<std::vector<int32_t>> prompts = Prompts(fixture);
   const Generated want = GenerateOnCpu(fixture, prompts);
   ncclUniqueId id{};
-  if (world > 1) ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  if (world > 1) {
+    ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  }
   std::vector<Generated> got(world);
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
@@ -189,7 +200,8 @@ void Compare(const std::string& fixture, const Layout& layout) {
   }
   for (std::thread& t : threads) t.join();
   const int sampler = layout.pp > 1 ? 1 : 0;
-  const DType dtype = LoadModelConfig(testing::FixturesDir() / fixture)->dtype;
+  const DType dtype = layout.f32 ? DType::kF32 : LoadModelConfig(testing::FixturesDir() / fixture)->dtype;
+  double max_error = 0;
   for (size_t s = 0; s < prompts.size(); ++s) {
     ASSERT_EQ(got[sampler].tokens[s], want.tokens[s]) << fixture << " prompt " << s;
     for (int i = 0; i < kNumTokens; ++i) {
@@ -197,17 +209,22 @@ void Compare(const std::string& fixture, const Layout& layout) {
       const auto& g = got[sampler].logprobs[s][i];
       ASSERT_EQ(g.size(), w.size());
       for (size_t j = 0; j < w.size(); ++j) {
+        max_error = std::max(max_error, static_cast<double>(std::abs(g[j].second - w[j].second)));
         EXPECT_NEAR(g[j].second, w[j].second, Tolerance(dtype))
             << fixture << " prompt " << s << " token " << i << " rank " << j;
       }
       EXPECT_EQ(g[0].first, w[0].first) << fixture << " prompt " << s << " token " << i;
     }
   }
+  std::printf("%s tp%d pp%d%s %s: max |logprob - cpu| = %.2e\n", fixture.c_str(), layout.tp, layout.pp,
+              layout.ep ? " ep" : "", std::string(DTypeName(dtype)).c_str(), max_error);
 }
 
 class CudaModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaModelTest, OneGpuMatchesTheCpu) { Compare(GetParam(), {}); }
+TEST_P(CudaModelTest, OneGpuInF32MatchesTheCpu) { Compare(GetParam(), {.f32 = true}); }
+TEST_P(CudaModelTest, Tp2InF32MatchesTheCpu) { Compare(GetParam(), {.tp = 2, .f32 = true}); }
 TEST_P(CudaModelTest, Tp2MatchesTheCpu) { Compare(GetParam(), {.tp = 2}); }
 TEST_P(CudaModelTest, Pp2MatchesTheCpu) { Compare(GetParam(), {.pp = 2}); }
 TEST_P(CudaModelTest, Ep2MatchesTheCpu) {

@@ -4,6 +4,9 @@
 // workers against the real coordinator.
 #include "worker/worker_process.h"
 
+#include "worker/device_model.h"
+#include "worker/model_config.h"
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,6 +19,10 @@
 
 namespace lattice {
 namespace {
+
+std::string FixtureDir(const std::string& name) {
+  return std::string(LATTICE_SOURCE_DIR) + "/tests/fixtures/models/" + name;
+}
 
 TEST(ParseByteSizeTest, PlainBytesAndBinaryUnits) {
   EXPECT_EQ(*ParseByteSize("0"), 0);
@@ -125,13 +132,28 @@ TEST(DiscoverWorkerRankTest, BadValuesNameTheirSource) {
   EXPECT_NE(flag.status().message().find("--rank -2"), std::string::npos) << flag.status();
 }
 
-TEST(RunWorkerTest, CudaIsNotThereYet) {
+TEST(RunWorkerTest, AnUnknownDeviceIsInvalidArgument) {
   WorkerOptions options;
   options.coordinator = "127.0.0.1:1";
-  options.device = "cuda";
+  options.device = "tpu";
   const absl::Status status = RunWorker(options);
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(status.message().find("GPU issue"), std::string::npos) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("--device tpu"), std::string::npos) << status;
+}
+
+// Without a GPU (CI), the CUDA model says why instead of failing later: UNAVAILABLE
+// in a CUDA build, UNIMPLEMENTED in a build without nvcc.
+TEST(RunWorkerTest, TheCudaModelExplainsAMissingGpuOrBackend) {
+  const absl::StatusOr<ModelConfig> config = LoadModelConfig(FixtureDir("llama_gqa_f32"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  DeviceModelOptions options;
+  options.model_dir = FixtureDir("llama_gqa_f32");
+  const absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(*config, options);
+  if (model.ok()) GTEST_SKIP() << "a GPU is present";
+  EXPECT_TRUE(model.status().code() == absl::StatusCode::kUnavailable ||
+              model.status().code() == absl::StatusCode::kUnimplemented)
+      << model.status();
+  EXPECT_NE(model.status().message().find("--device cuda"), std::string::npos) << model.status();
 }
 
 // A port that refuses connections: bound, never listened on.

@@ -292,7 +292,7 @@ size_t CudaModel::ActivationBytesEstimate() const {
              t * c.num_experts_per_tok * 8;
   }
   // Logits: this rank's shard, the gathered shards, f32, and the sampler's scratch.
-  bytes += s * vocab_rows_ * e * (1 + shard_.tp.size) + s * c.vocab_size * 4 +
+  bytes += s * vocab_rows_ * 4 * (1 + shard_.tp.size) + s * c.vocab_size * 4 +
            cuda::SampleWorkspaceBytes(s, c.vocab_size) + s * 64 * 8;
   // Split-KV decode partials: (max, sum, head_dim accumulators) per split and head.
   bytes += s * num_heads_ * 256 * (d + 2) * 4;
@@ -521,11 +521,12 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
   cuda::Embedding(indices, hidden, selected, stream_);
   cuda::Embedding(indices, residual, selected_residual, stream_);
   cuda::FusedAddRmsNorm(selected, selected_residual, norm_, eps, stream_);
-  Tensor head = ws.Empty(dtype, {r, vocab_rows_});
+  // Logits straight out of the GEMM in f32: no rounding to 16 bits before sampling.
+  Tensor head = ws.Empty(DType::kF32, {r, vocab_rows_});
   gemm_.Linear(selected, lm_head_, Tensor(), head, stream_);
   Tensor gathered = head;
   if (tp.size() > 1) {
-    gathered = ws.Empty(dtype, {tp.size() * r, vocab_rows_});
+    gathered = ws.Empty(DType::kF32, {tp.size() * r, vocab_rows_});
     tp.AllGather(head, gathered);
   }
   Tensor logits = ws.Empty(DType::kF32, {r, c.vocab_size});
