@@ -95,7 +95,7 @@ void BenchSkinny(double bandwidth) {
                            {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
   for (bool skinny : {true, false}) {
     cuda::Gemm gemm;
-    gemm.set_skinny(skinny);
+    gemm.set_skinny(skinny ? cuda::Gemm::Skinny::kAlways : cuda::Gemm::Skinny::kNever);
     for (int64_t m : {1, 8}) {
       for (const Shape2& s : shapes) {
         Tensor x = RandomDevice(DType::kBF16, {m, s.k}, 3), w = RandomDevice(DType::kBF16, {s.n, s.k}, 4);

@@ -26,7 +26,7 @@ TEST(CudaGemm, LinearMatchesTheCpuForEveryPathAndDtype) {
   ASSERT_GT(cuda::DeviceCount(), 0);
   for (bool skinny : {true, false}) {
     cuda::Gemm gemm;
-    gemm.set_skinny(skinny);
+    gemm.set_skinny(skinny ? cuda::Gemm::Skinny::kAlways : cuda::Gemm::Skinny::kNever);
     for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
       for (int64_t m : {1, 3, 8, 9, 33}) {
         for (int64_t k : {7, 64, 264, 4104}) {
@@ -34,7 +34,7 @@ TEST(CudaGemm, LinearMatchesTheCpuForEveryPathAndDtype) {
             for (bool with_bias : {false, true}) {
               for (DType out_dtype : {dtype, DType::kF32}) {
                 if (with_bias && out_dtype != dtype) continue;
-                const std::string what = std::string(skinny ? "skinny-enabled " : "cublaslt ") +
+                const std::string what = std::string(skinny ? "skinny where it applies " : "cublaslt ") +
                                          std::string(DTypeName(dtype)) + "->" + std::string(DTypeName(out_dtype)) +
                                          " m=" + std::to_string(m) + " k=" + std::to_string(k) +
                                          " n=" + std::to_string(n) + (with_bias ? " bias" : "");
