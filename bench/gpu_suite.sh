@@ -19,8 +19,9 @@ for part in "$@"; do
       echo "cuda_tests exit $?" >> "$out/cuda_tests.txt"
       tail -5 "$out/cuda_tests.txt" ;;
     sanitizer)
-      if command -v compute-sanitizer >/dev/null; then
-        timeout 400 compute-sanitizer --tool memcheck "$bin/cuda_tests" --gtest_filter='CudaOps*:CudaAttention*:CudaMoe*:CudaSampling*' \
+      cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer /usr/bin/compute-sanitizer 2>/dev/null | head -1)
+      if [ -n "$cs" ]; then
+        timeout 240 "$cs" --tool memcheck "$bin/cuda_tests" --gtest_filter='CudaOps*:CudaAttention*:CudaMoe*:CudaSampling*' \
           > "$out/sanitizer.txt" 2>&1
         echo "compute-sanitizer exit $?" >> "$out/sanitizer.txt"
       else
@@ -60,5 +61,26 @@ for part in "$@"; do
           echo "run $m: DIFFERENT"
         fi
       done ;;
+    serve)
+      # One GPU behind the coordinator: what `lattice generate` gets equals `lattice run`.
+      m=llama_gqa_f32
+      "$bin/lattice" serve --model tests/fixtures/models/$m --host 127.0.0.1 --port 0 --device cuda \
+        > "$out/serve.out" 2> "$out/serve.err" &
+      pid=$!
+      for _ in $(seq 1 100); do grep -q listening "$out/serve.out" && break; sleep 0.2; done
+      port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$out/serve.out" | head -1)
+      sleep 3
+      timeout 60 "$bin/lattice" generate --server 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+        --max-tokens 8 --json > "$out/serve_generate.jsonl" 2>> "$out/serve.err"
+      echo "generate exit $?" >> "$out/serve.err"
+      timeout 60 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+        --max-tokens 8 --json > "$out/serve_run_cpu.jsonl" 2>> "$out/serve.err"
+      kill -TERM $pid; wait $pid; echo "serve exit $?" >> "$out/serve.err"
+      if diff <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_generate.jsonl") \
+              <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_run_cpu.jsonl"); then
+        echo "serve $m on cuda: generate tokens == cpu run tokens"
+      else
+        echo "serve $m on cuda: DIFFERENT"; cat "$out/serve.err" | tail -20
+      fi ;;
   esac
 done

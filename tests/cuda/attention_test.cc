@@ -22,27 +22,19 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/rope.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace lattice {
 namespace {
 
-Tensor Random(Shape shape, int seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
-  for (float& v : t.span<float>()) v = dist(rng);
-  return t;
-}
+using testing::Back;
+using testing::IdsOnDevice;
+using testing::NanHost;
+using testing::OnDevice;
+using testing::Poisoned;
+using testing::Random;
+using testing::Rounded;
 
-// `host` rounded to `dtype` and back: what the GPU op sees as input.
-Tensor Rounded(const Tensor& host, DType dtype) { return host.To(dtype).To(DType::kF32); }
-Tensor OnDevice(const Tensor& host, DType dtype) { return cuda::ToDevice(host.To(dtype)); }
-Tensor Poisoned(DType dtype, Shape shape) {
-  Tensor nan = Tensor::Empty(DType::kF32, shape);
-  for (float& v : nan.span<float>()) v = std::nanf("");
-  return OnDevice(nan, dtype);
-}
-Tensor Back(const Tensor& device) { return cuda::ToHost(device).To(DType::kF32); }
 Tensor Ints(const std::vector<int32_t>& values, Shape shape) {
   Tensor t = Tensor::Empty(DType::kI32, std::move(shape));
   LATTICE_CHECK(static_cast<size_t>(t.numel()) == values.size());

@@ -15,33 +15,21 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cuda/device.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace lattice {
 namespace {
 
 const DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
 
-Tensor Random(Shape shape, int seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
-  for (float& v : t.span<float>()) v = dist(rng);
-  return t;
-}
+using testing::Back;
+using testing::IdsOnDevice;
+using testing::NanHost;
+using testing::OnDevice;
+using testing::Poisoned;
+using testing::Random;
+using testing::Rounded;
 
-Tensor Rounded(const Tensor& host, DType dtype) { return host.To(dtype).To(DType::kF32); }
-Tensor OnDevice(const Tensor& host, DType dtype) { return cuda::ToDevice(host.To(dtype)); }
-Tensor Back(const Tensor& device) { return cuda::ToHost(device).To(DType::kF32); }
-Tensor NanHost(Shape shape) {
-  Tensor nan = Tensor::Empty(DType::kF32, std::move(shape));
-  for (float& v : nan.span<float>()) v = std::nanf("");
-  return nan;
-}
-Tensor IdsOnDevice(const std::vector<int32_t>& ids, Shape shape) {
-  Tensor host = Tensor::Empty(DType::kI32, std::move(shape));
-  std::copy(ids.begin(), ids.end(), host.data<int32_t>());
-  return cuda::ToDevice(host);
-}
 
 // A device [rows, cols] tensor inside a buffer with a NaN sentinel row on either side.
 struct Guarded {
