@@ -358,7 +358,8 @@ void CudaModel::InitializeCache() {
         static_cast<double>(free_bytes) - static_cast<double>(total_bytes) * (1.0 - options_.gpu_memory_utilization);
     const size_t per_block = 2 * layers_.size() * static_cast<size_t>(options_.block_size) * num_kv_heads_ *
                              config_.head_dim * DTypeSize(options_.dtype);
-    blocks = budget > 0 ? static_cast<int32_t>(budget / static_cast<double>(per_block)) : 0;
+    // Block ids are int32 everywhere (the coordinator's pool too).
+    blocks = budget > 0 ? static_cast<int32_t>(std::min(budget / static_cast<double>(per_block), double{1 << 30})) : 0;
     LATTICE_CHECK_MSG(blocks >= 2, "no GPU memory left for the KV cache (raise --gpu-memory-utilization)");
   }
   allocate_kv(blocks);
