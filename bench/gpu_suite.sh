@@ -62,25 +62,35 @@ for part in "$@"; do
         fi
       done ;;
     serve)
-      # One GPU behind the coordinator: what `lattice generate` gets equals `lattice run`.
-      m=llama_gqa_f32
-      "$bin/lattice" serve --model tests/fixtures/models/$m --host 127.0.0.1 --port 0 --device cuda \
-        > "$out/serve.out" 2> "$out/serve.err" &
-      pid=$!
-      for _ in $(seq 1 100); do grep -q listening "$out/serve.out" && break; sleep 0.2; done
-      port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$out/serve.out" | head -1)
-      sleep 3
-      timeout 60 "$bin/lattice" generate --server 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
-        --max-tokens 8 --json > "$out/serve_generate.jsonl" 2>> "$out/serve.err"
-      echo "generate exit $?" >> "$out/serve.err"
-      timeout 60 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
-        --max-tokens 8 --json > "$out/serve_run_cpu.jsonl" 2>> "$out/serve.err"
-      kill -TERM $pid; wait $pid; echo "serve exit $?" >> "$out/serve.err"
-      if diff <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_generate.jsonl") \
-              <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_run_cpu.jsonl"); then
-        echo "serve $m on cuda: generate tokens == cpu run tokens"
-      else
-        echo "serve $m on cuda: DIFFERENT"; cat "$out/serve.err" | tail -20
-      fi ;;
+      # Coordinator + GPU workers: what `lattice generate` gets equals the CPU `lattice run`.
+      serve_check() {  # model, layout flags...
+        local m=$1; shift
+        local tag="$m${*:+ $*}"
+        rm -f "$out/serve.out"
+        "$bin/lattice" serve --model tests/fixtures/models/$m --host 127.0.0.1 --port 0 --device cuda "$@" \
+          > "$out/serve.out" 2>> "$out/serve.err" &
+        local pid=$!
+        for _ in $(seq 1 100); do grep -q listening "$out/serve.out" 2>/dev/null && break; sleep 0.2; done
+        local port
+        port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$out/serve.out" | head -1)
+        timeout 90 "$bin/lattice" generate --server 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+          --max-tokens 8 --json > "$out/serve_generate.jsonl" 2>> "$out/serve.err"
+        echo "generate ($tag) exit $?" >> "$out/serve.err"
+        timeout 60 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+          --max-tokens 8 --json > "$out/serve_run_cpu.jsonl" 2>> "$out/serve.err"
+        kill -TERM $pid; wait $pid; echo "serve ($tag) exit $?" >> "$out/serve.err"
+        if diff <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_generate.jsonl") \
+                <(python3 -c "import json,sys; [print(json.loads(l)['output_ids']) for l in open(sys.argv[1])]" "$out/serve_run_cpu.jsonl") \
+                > /dev/null 2>&1; then
+          echo "serve $tag on cuda: generate tokens == cpu run tokens"
+        else
+          echo "serve $tag on cuda: DIFFERENT"; tail -20 "$out/serve.err"
+        fi
+      }
+      serve_check llama_gqa_f32
+      serve_check llama_gqa_f32 --tp 2
+      serve_check llama_gqa_f32 --pp 2
+      serve_check qwen3moe_sharded_f32 --tp 2 --ep 2
+      serve_check mixtral_f32 --pp 2 ;;
   esac
 done

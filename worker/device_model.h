@@ -12,10 +12,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/rank_layout.h"
 
 #include "kernels/cpu/ops.h"
 #include "worker/forward_context.h"
 #include "worker/model_config.h"
+#include "worker/model.h"
+
+namespace gloo::rendezvous {
+class Store;
+}  // namespace gloo::rendezvous
 
 namespace lattice {
 
@@ -64,5 +70,15 @@ struct DeviceModelOptions {
 // without CUDA; UNAVAILABLE where no GPU is present.
 absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& config,
                                                            const DeviceModelOptions& options);
+
+// Rank `rank`'s shard of a multi-GPU layout on GPU rank % (visible GPUs), with NCCL
+// groups (tp, pp; ep with one DP group) rendezvousing through `store`. Every rank of
+// the layout calls it together (the groups and the profiling step are collective).
+// UNIMPLEMENTED for data-parallel attention (dp > 1 with ep > 1).
+absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelConfig& config,
+                                                                  const DeviceModelOptions& options,
+                                                                  const RankLayout& layout, int rank,
+                                                                  const ModelShard& shard,
+                                                                  gloo::rendezvous::Store& store);
 
 }  // namespace lattice

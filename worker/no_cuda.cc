@@ -8,4 +8,10 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig&, c
   return absl::UnimplementedError("--device cuda: this build has no CUDA backend (nvcc was not found)");
 }
 
+absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelConfig&, const DeviceModelOptions&,
+                                                                  const RankLayout&, int, const ModelShard&,
+                                                                  gloo::rendezvous::Store&) {
+  return absl::UnimplementedError("--device cuda: this build has no CUDA backend (nvcc was not found)");
+}
+
 }  // namespace lattice

@@ -94,7 +94,8 @@ class Worker {
   // answer: the worker never times out on its own). UNAVAILABLE when the stream ends.
   absl::StatusOr<pb::CoordinatorMessage> Next(const char* waiting_for);
   absl::Status Load(const pb::Assignment& assignment);
-  absl::Status LoadOnGpu(const pb::Assignment& assignment, const ModelConfig& config);
+  absl::Status LoadOnGpu(const pb::Assignment& assignment, const ModelConfig& config, const RankLayout& layout,
+                         const ModelShard& shard);
   absl::Status AllocateCache(const pb::CacheConfig& cache);
   absl::Status Serve();
   absl::Status Leave(const pb::Shutdown& shutdown);
@@ -114,6 +115,7 @@ class Worker {
   ProcessGroups groups_;
   std::unique_ptr<DecoderModel> model_;          // cpu
   std::unique_ptr<DeviceModel> device_model_;    // cuda
+  std::unique_ptr<gloo::rendezvous::PrefixStore> nccl_store_;
   std::optional<SequenceTable> table_;
   std::unique_ptr<ModelRunner> runner_;
 };
@@ -206,7 +208,7 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
   summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
   summary_.set_hidden_size(config->hidden_size);
-  if (options_.device == "cuda") return LoadOnGpu(a, *config);
+  if (options_.device == "cuda") return LoadOnGpu(a, *config, *layout, shard);
   absl::StatusOr<std::unique_ptr<DecoderModel>> model =
       DecoderModel::Load(a.model_dir(), *config, shard);
   if (!model.ok()) return model.status();
@@ -238,12 +240,8 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   return absl::OkStatus();
 }
 
-absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& config) {
-  if (a.world_size() > 1) {
-    return absl::UnimplementedError(
-        "--device cuda serves one GPU per instance for now (tp = pp = dp = 1); multi-GPU layouts run in "
-        "the CUDA model's tests and lattice_step_bench");
-  }
+absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& config, const RankLayout& layout,
+                               const ModelShard& shard) {
   DeviceModelOptions d = options_.cuda;
   d.model_dir = a.model_dir();
   d.max_num_tokens = a.max_num_batched_tokens() > 0 ? a.max_num_batched_tokens() : d.max_num_tokens;
@@ -251,7 +249,14 @@ absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& confi
   const int64_t model_len = DefaultMaxModelLen(config);
   d.max_model_len = static_cast<int32_t>(a.max_model_len() > 0 ? std::min(a.max_model_len(), model_len) : model_len);
   d.block_size = block_size_;
-  absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(config, d);
+  absl::StatusOr<std::unique_ptr<DeviceModel>> model;
+  if (a.world_size() == 1) {
+    model = MakeCudaModel(config, d);
+  } else {
+    // NCCL groups beside the gloo ones, their ids under their own prefix.
+    nccl_store_ = std::make_unique<gloo::rendezvous::PrefixStore>("nccl", *run_store_);
+    model = MakeCudaModelForRank(config, d, layout, rank_, shard, *nccl_store_);
+  }
   if (!model.ok()) return model.status();
   device_model_ = *std::move(model);
   // The pool is sized on the GPU (--gpu-memory-utilization); block 0 is the null block.
@@ -274,7 +279,7 @@ absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
   }
   table_.emplace(groups_.coords.dp_rank, block_size_, cache.num_blocks());
   if (device_model_) {
-    runner_ = std::make_unique<ModelRunner>(*device_model_, block_size_, 0);
+    runner_ = std::make_unique<ModelRunner>(*device_model_, block_size_, groups_.coords.pp_rank);
     return absl::OkStatus();
   }
   const bool pipelined = groups_.pp->size() > 1;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/device.h"
+#include "parallel/nccl/nccl_communicator.h"
 #include "worker/model_runner.h"
 #include "worker/layers/sharding.h"
 #include "worker/layers/vocab_parallel.h"
@@ -655,28 +656,60 @@ absl::StatusOr<DType> DTypeFor(const std::string& name, DType checkpoint) {
       absl::StrCat("--dtype ", name, ": expected auto, bfloat16, float16 or float32"));
 }
 
-// The one-GPU model with the solo communicator and the stream it runs on.
+// A rank's model with the communicators and the stream it runs on.
 class OwnedCudaModel : public DeviceModel {
  public:
   OwnedCudaModel(std::unique_ptr<Communicator> solo, cudaStream_t stream)
       : solo_(std::move(solo)), stream_(stream) {}
   ~OwnedCudaModel() override {
     model_.reset();
+    groups_ = ProcessGroups();
     if (stream_) cudaStreamDestroy(stream_);
   }
   std::vector<DeviceSample> Execute(const ForwardBatch& batch, const std::vector<SamplingRow>& rows) override {
     return model_->Execute(batch, rows);
   }
   const ModelConfig& config() const override { return model_->config(); }
-  bool is_first_stage() const override { return true; }
-  bool is_last_stage() const override { return true; }
-  bool samples() const override { return true; }
+  bool is_first_stage() const override { return model_->is_first_stage(); }
+  bool is_last_stage() const override { return model_->is_last_stage(); }
+  bool samples() const override { return model_->samples(); }
   int32_t num_kv_blocks() const override { return model_->num_kv_blocks(); }
 
   std::unique_ptr<Communicator> solo_;
+  ProcessGroups groups_;  // NCCL, multi-GPU layouts
   cudaStream_t stream_;
   std::unique_ptr<CudaModel> model_;
 };
+
+CudaModelOptions ToCudaOptions(const ModelConfig& config, const DeviceModelOptions& options, DType dtype) {
+  CudaModelOptions o;
+  o.dtype = dtype;
+  o.max_num_tokens = options.max_num_tokens;
+  o.max_num_seqs = options.max_num_seqs;
+  o.max_model_len = options.max_model_len > 0 ? options.max_model_len : static_cast<int32_t>(DefaultMaxModelLen(config));
+  o.block_size = options.block_size;
+  o.gpu_memory_utilization = options.gpu_memory_utilization;
+  o.num_kv_blocks = options.num_kv_blocks;
+  o.cuda_graphs = options.cuda_graphs;
+  return o;
+}
+
+// Loads (or makes up) the shard into owned->model_ and sizes its cache.
+absl::Status Build(OwnedCudaModel& owned, const ModelConfig& config, const DeviceModelOptions& options,
+                   const ModelShard& shard, const CudaModelOptions& o, const CudaPlacement& placement) {
+  absl::StatusOr<std::unique_ptr<CudaModel>> model;
+  if (options.dummy_weights) {
+    model = CudaModel::Dummy(config, shard, o, placement);
+  } else {
+    absl::StatusOr<std::unique_ptr<DecoderModel>> cpu = DecoderModel::Load(options.model_dir, config, shard);
+    if (!cpu.ok()) return cpu.status();
+    model = CudaModel::FromShard(**cpu, o, placement);
+  }
+  if (!model.ok()) return model.status();
+  owned.model_ = *std::move(model);
+  owned.model_->InitializeCache();
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -689,27 +722,40 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& co
   cudaStream_t stream = nullptr;
   LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
-  CudaModelOptions o;
-  o.dtype = *dtype;
-  o.max_num_tokens = options.max_num_tokens;
-  o.max_num_seqs = options.max_num_seqs;
-  o.max_model_len = options.max_model_len > 0 ? options.max_model_len : static_cast<int32_t>(DefaultMaxModelLen(config));
-  o.block_size = options.block_size;
-  o.gpu_memory_utilization = options.gpu_memory_utilization;
-  o.num_kv_blocks = options.num_kv_blocks;
-  o.cuda_graphs = options.cuda_graphs;
   const CudaPlacement placement{owned->solo_.get(), nullptr, stream};
-  absl::StatusOr<std::unique_ptr<CudaModel>> model;
-  if (options.dummy_weights) {
-    model = CudaModel::Dummy(config, ModelShard{}, o, placement);
-  } else {
-    absl::StatusOr<std::unique_ptr<DecoderModel>> cpu = DecoderModel::Load(options.model_dir, config);
-    if (!cpu.ok()) return cpu.status();
-    model = CudaModel::FromShard(**cpu, o, placement);
+  if (absl::Status s = Build(*owned, config, options, ModelShard{}, ToCudaOptions(config, options, *dtype), placement);
+      !s.ok()) {
+    return s;
   }
-  if (!model.ok()) return model.status();
-  owned->model_ = *std::move(model);
-  owned->model_->InitializeCache();
+  return owned;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelConfig& config,
+                                                                  const DeviceModelOptions& options,
+                                                                  const RankLayout& layout, int rank,
+                                                                  const ModelShard& shard,
+                                                                  gloo::rendezvous::Store& store) {
+  const int gpus = cuda::DeviceCount();
+  if (gpus == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
+  if (layout.config().dp > 1 && layout.config().ep > 1) {
+    return absl::UnimplementedError("--device cuda: data-parallel attention (dp > 1 with ep) is not on the GPU yet");
+  }
+  absl::StatusOr<DType> dtype = DTypeFor(options.dtype, config.dtype);
+  if (!dtype.ok()) return dtype.status();
+  // Ranks of one host take its GPUs in order (a TP group is consecutive ranks).
+  LATTICE_CUDA_OK(cudaSetDevice(rank % gpus));
+  cudaStream_t stream = nullptr;
+  LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
+  absl::StatusOr<ProcessGroups> groups = MakeNcclProcessGroups(layout, rank, store, stream);
+  if (!groups.ok()) return groups.status();
+  owned->groups_ = *std::move(groups);
+  const CudaPlacement placement{owned->groups_.tp.get(),
+                                layout.config().pp > 1 ? owned->groups_.pp.get() : nullptr, stream};
+  if (absl::Status s = Build(*owned, config, options, shard, ToCudaOptions(config, options, *dtype), placement);
+      !s.ok()) {
+    return s;
+  }
   return owned;
 }
 
