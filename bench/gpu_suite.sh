@@ -73,9 +73,17 @@ for part in "$@"; do
         for _ in $(seq 1 100); do grep -q listening "$out/serve.out" 2>/dev/null && break; sleep 0.2; done
         local port
         port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$out/serve.out" | head -1)
-        timeout 90 "$bin/lattice" generate --server 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
-          --max-tokens 8 --json > "$out/serve_generate.jsonl" 2>> "$out/serve.err"
-        echo "generate ($tag) exit $?" >> "$out/serve.err"
+        # UNAVAILABLE until every worker has loaded (NCCL groups, profiling, graph capture).
+        local code=1
+        for _ in $(seq 1 120); do
+          timeout 90 "$bin/lattice" generate --server 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+            --max-tokens 8 --json > "$out/serve_generate.jsonl" 2> "$out/generate.err"
+          code=$?
+          grep -q UNAVAILABLE "$out/generate.err" || break
+          sleep 0.5
+        done
+        cat "$out/generate.err" >> "$out/serve.err"
+        echo "generate ($tag) exit $code" >> "$out/serve.err"
         timeout 60 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
           --max-tokens 8 --json > "$out/serve_run_cpu.jsonl" 2>> "$out/serve.err"
         kill -TERM $pid; wait $pid; echo "serve ($tag) exit $?" >> "$out/serve.err"
