@@ -52,7 +52,7 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--store-port", o.store_port, "Rendezvous store port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--store-host", o.store_host, "Address workers use to reach the store");
-  app.add_option("--device", o.device, "cpu or cuda (one GPU per instance)")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
 }
 

@@ -31,7 +31,7 @@ void AddWorkerCommandFlags(CLI::App& app, WorkerCommandOptions& o) {
       "--kv-cache-memory", o.kv_cache_memory,
       "KV cache memory: bytes (512M, 2G) or a fraction of available memory (0.3), unless the "
       "coordinator sets it (default: 256M on cpu)");
-  app.add_option("--device", o.device, "cpu or cuda (one GPU per instance)")
+  app.add_option("--device", o.device, "cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
   app.add_option("--data-plane-host", o.data_plane_host,
