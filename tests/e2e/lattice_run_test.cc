@@ -219,6 +219,10 @@ TEST(LatticeRun, BadInputIsAClearError) {
       {"cache too small", {"--model", model, "--prompt-ids", "1", "--max-tokens", "40", "--num-kv-blocks", "2"},
        "KV blocks"},
       {"no model", {"--model", "/nonexistent/model", "--prompt-ids", "1"}, "/nonexistent/model"},
+      {"dummy weights on the cpu", {"--model", model, "--prompt-ids", "1", "--load-format", "dummy"},
+       "--load-format dummy needs --device cuda"},
+      {"cuda with several ranks", {"--model", model, "--prompt-ids", "1", "--device", "cuda", "--tp", "2"},
+       "one GPU in `lattice run`"},
   };
   for (const BadRun& c : cases) {
     std::vector<std::string> argv = {LATTICE_BINARY, "run"};
@@ -228,6 +232,19 @@ TEST(LatticeRun, BadInputIsAClearError) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.name << ": " << r.err;
     EXPECT_TRUE(r.out.empty()) << c.name;
   }
+}
+
+// Where no GPU is visible (CI), --device cuda says so instead of failing later; a
+// build without nvcc says it has no CUDA backend.
+TEST(LatticeRun, CudaWithoutAGpuIsAClearError) {
+  const std::string model = (FixturesDir() / "llama_gqa_f32").string();
+  const testing::ProcessResult r =
+      testing::RunProcess({LATTICE_BINARY, "run", "--model", model, "--prompt-ids", "1", "--device", "cuda"});
+  if (r.exit_code == 0) GTEST_SKIP() << "a GPU is present";
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(r.err.find("no CUDA device is visible") != std::string::npos ||
+              r.err.find("no CUDA backend") != std::string::npos)
+      << r.err;
 }
 
 }  // namespace
