@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
@@ -110,14 +111,6 @@ void BenchSkinny(double bandwidth) {
   }
 }
 
-double CopyBandwidth() {
-  const size_t bytes = size_t{1} << 30;
-  Tensor a = cuda::EmptyDevice(DType::kI32, {static_cast<int64_t>(bytes / 4)});
-  Tensor b = cuda::EmptyDevice(DType::kI32, {static_cast<int64_t>(bytes / 4)});
-  const double ms = TimeMs([&] { cudaMemcpyAsync(b.raw_data(), a.raw_data(), bytes, cudaMemcpyDeviceToDevice); });
-  return 2.0 * bytes / (ms * 1e-3);
-}
-
 // Sequences of `q_len` new tokens each over `context` tokens, blocks laid out in order.
 void BenchAttention(const char* name, int num_seqs, int q_len, int context, int heads, int kv_heads, int head_dim,
                     double bandwidth) {
@@ -166,7 +159,7 @@ void BenchAttention(const char* name, int num_seqs, int q_len, int context, int 
 int Main() {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  const double bandwidth = CopyBandwidth();
+  const double bandwidth = MeasureCopyBandwidth();
   Print({{"device", prop.name}, {"copy_bandwidth_gbps", bandwidth / 1e9}});
   BenchGemm();
   BenchSkinny(bandwidth);

@@ -17,6 +17,7 @@
 #include <nccl.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "kernels/cuda/device.h"
 #include "parallel/nccl/nccl_communicator.h"
 #include "worker/cuda/cuda_model.h"
@@ -35,36 +36,6 @@ struct Options {
   double gpu_memory_utilization = 0.92;
 };
 
-DType DTypeFromName(const std::string& name) {
-  if (name == "bfloat16" || name == "bf16") return DType::kBF16;
-  if (name == "float16" || name == "f16") return DType::kF16;
-  LATTICE_CHECK_MSG(name == "float32" || name == "f32", "--dtype %s: expected bfloat16, float16 or float32",
-                    name.c_str());
-  return DType::kF32;
-}
-
-// Device-to-device copy bandwidth (bytes read + written per second) over 1 GiB buffers.
-double MeasureCopyBandwidth() {
-  const size_t bytes = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  cudaMalloc(&a, bytes);
-  cudaMalloc(&b, bytes);
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < 3; ++i) cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
-  const int reps = 20;
-  cudaEventRecord(start);
-  for (int i = 0; i < reps; ++i) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-  cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * static_cast<double>(bytes) * reps / (ms * 1e-3);
-}
-
 struct RankResult {
   std::vector<double> step_ms;  // per batch size, median
   size_t weight_bytes = 0;
@@ -82,7 +53,9 @@ RankResult RunRank(const Options& o, const ModelConfig& config, int rank, const 
   std::unique_ptr<Communicator> tp = o.tp > 1 ? MakeNcclCommunicator(id, rank, o.tp, stream) : MakeSoloCommunicator();
   CudaPlacement placement{tp.get(), nullptr, stream};
   CudaModelOptions options;
-  options.dtype = DTypeFromName(o.dtype);
+  const absl::StatusOr<DType> dtype = ActivationDType(o.dtype, config.dtype);
+  LATTICE_CHECK_MSG(dtype.ok(), "%s", dtype.status().ToString().c_str());
+  options.dtype = *dtype;
   const int max_batch = *std::max_element(o.batch_sizes.begin(), o.batch_sizes.end());
   options.max_num_seqs = max_batch;
   options.max_num_tokens = std::max(2048, max_batch);
@@ -141,7 +114,7 @@ int Main(int argc, char** argv) {
   CLI::App app("Decode step times of a model shape against the HBM floor");
   Options o;
   app.add_option("--model", o.model, "directory with config.json")->required();
-  app.add_option("--dtype", o.dtype, "bfloat16 or float16");
+  app.add_option("--dtype", o.dtype, "auto (the config's), bfloat16, float16 or float32");
   app.add_option("--batch-sizes", o.batch_sizes, "batch sizes")->delimiter(',');
   app.add_option("--context", o.context, "cached tokens per sequence");
   app.add_option("--steps", o.steps, "timed steps per batch size");

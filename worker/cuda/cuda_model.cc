@@ -647,15 +647,6 @@ void CudaModel::CaptureGraphs() {
 namespace lattice {
 namespace {
 
-absl::StatusOr<DType> DTypeFor(const std::string& name, DType checkpoint) {
-  if (name == "auto") return checkpoint;
-  if (name == "bfloat16" || name == "bf16") return DType::kBF16;
-  if (name == "float16" || name == "half" || name == "f16") return DType::kF16;
-  if (name == "float32" || name == "f32") return DType::kF32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--dtype ", name, ": expected auto, bfloat16, float16 or float32"));
-}
-
 // A rank's model with the communicators and the stream it runs on.
 class OwnedCudaModel : public DeviceModel {
  public:
@@ -713,10 +704,19 @@ absl::Status Build(OwnedCudaModel& owned, const ModelConfig& config, const Devic
 
 }  // namespace
 
+absl::StatusOr<DType> ActivationDType(const std::string& name, DType checkpoint) {
+  if (name == "auto") return checkpoint;
+  if (name == "bfloat16" || name == "bf16") return DType::kBF16;
+  if (name == "float16" || name == "half" || name == "f16") return DType::kF16;
+  if (name == "float32" || name == "f32") return DType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype ", name, ": expected auto, bfloat16, float16 or float32"));
+}
+
 absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& config,
                                                            const DeviceModelOptions& options) {
   if (cuda::DeviceCount() == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
-  absl::StatusOr<DType> dtype = DTypeFor(options.dtype, config.dtype);
+  absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
   LATTICE_CUDA_OK(cudaSetDevice(0));
   cudaStream_t stream = nullptr;
@@ -740,7 +740,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelCon
   if (layout.config().dp > 1 && layout.config().ep > 1) {
     return absl::UnimplementedError("--device cuda: data-parallel attention (dp > 1 with ep) is not on the GPU yet");
   }
-  absl::StatusOr<DType> dtype = DTypeFor(options.dtype, config.dtype);
+  absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
   // Ranks of one host take its GPUs in order (a TP group is consecutive ranks).
   LATTICE_CUDA_OK(cudaSetDevice(rank % gpus));

@@ -53,6 +53,10 @@ struct CudaPlacement {
   cudaStream_t stream = nullptr;
 };
 
+// The activations' dtype for a --dtype name: auto (the checkpoint's), bfloat16/bf16,
+// float16/half/f16, float32/f32; INVALID_ARGUMENT naming anything else.
+absl::StatusOr<DType> ActivationDType(const std::string& name, DType checkpoint);
+
 class CudaModel : public DeviceModel {
  public:
   // Converts the CPU shard's weights to options.dtype on the current device.
