@@ -7,10 +7,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/out}
 mkdir -p "$out"
-bin=.gpu/bin
+bundle=${LATTICE_BUNDLE:-.gpu}
+bin=$bundle/bin
 export LATTICE_SOURCE_DIR=$PWD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpus.csv" 2>&1
-git_commit=$(cat .gpu/COMMIT 2>/dev/null || echo unknown)
+git_commit=$(cat $bundle/COMMIT 2>/dev/null || echo unknown)
 echo "commit $git_commit" > "$out/commit.txt"
 for part in "$@"; do
   case "$part" in
