@@ -15,6 +15,7 @@
 #include "parallel/tcp_store.h"
 #include "worker/layout.h"
 #include "worker/model_config.h"
+#include "worker/sim/cost_model.h"
 #include "worker/worker_process.h"
 
 namespace lattice {
@@ -52,8 +53,11 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
   app.add_option("--store-port", o.store_port, "Rendezvous store port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--store-host", o.store_host, "Address workers use to reach the store");
-  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", o.device,
+                 "cpu, cuda, or sim (simulated GPUs that run no model: workers are threads of this process)")
+      ->check(CLI::IsMember({"cpu", "cuda", "sim"}));
   AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
+  app.add_option("--sim-hardware", o.sim_hardware, "With --device sim: h100, h200, or a JSON file of parameters");
 }
 
 namespace {
@@ -76,6 +80,9 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   const std::vector<int32_t> pp_layers(checked->pp_layers.begin(), checked->pp_layers.end());
   absl::StatusOr<int64_t> kv_bytes = ParseKvCacheMemory(o.kv_cache_memory);
   if (!kv_bytes.ok()) return Fail(kv_bytes.status());
+  if (o.device == "sim") {
+    if (absl::StatusOr<sim::Hardware> h = sim::LoadHardware(o.sim_hardware); !h.ok()) return Fail(h.status());
+  }
   const sigset_t stop_signals = BlockStopSignals();  // before any thread starts
 
   // Under mpirun every process runs this command: rank 0 is the coordinator and a
@@ -104,6 +111,7 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
       worker.cuda.dummy_weights = o.load_format == "dummy";
       worker.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
       worker.cuda.cuda_graphs = !o.no_cuda_graphs;
+      worker.sim_hardware = o.sim_hardware;
       worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
       const absl::Status status = RunWorker(worker);
       FinalizeLaunch(*mpi);
@@ -158,6 +166,7 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
 
   std::unique_ptr<LocalLauncher> workers;
   std::thread own_worker;
+  std::vector<std::thread> sim_workers;
   if (mpi) {
     absl::StatusOr<std::unique_ptr<TcpStoreClient>> client = ConnectStore(*mpi);
     if (!client.ok()) return Fail(client.status());
@@ -174,9 +183,25 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
       worker.cuda.dummy_weights = o.load_format == "dummy";
       worker.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
       worker.cuda.cuda_graphs = !o.no_cuda_graphs;
+      worker.sim_hardware = o.sim_hardware;
       worker.data_plane_host = mpi->store_host == "127.0.0.1" ? "127.0.0.1" : LocalHostAddress();
       RunWorker(worker).IgnoreError();  // its errors reach the coordinator and stderr
     });
+  } else if (spawn_workers && o.device == "sim") {
+    // Simulated workers run no model: one thread each (plus its heartbeats) is enough,
+    // so hundreds of them fit in this process.
+    for (int rank = 0; rank < parallel.world_size(); ++rank) {
+      sim_workers.emplace_back([&, rank, port] {
+        WorkerOptions worker;
+        worker.coordinator = absl::StrCat("127.0.0.1:", port);
+        worker.rank = rank;
+        worker.device = "sim";
+        worker.sim_hardware = o.sim_hardware;
+        worker.cuda.dtype = o.dtype;
+        worker.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
+        RunWorker(worker).IgnoreError();  // its errors reach the coordinator and stderr
+      });
+    }
   } else if (spawn_workers) {
     absl::StatusOr<std::unique_ptr<LocalLauncher>> started =
         LocalLauncher::Start(0, parallel.world_size(), [&](int rank) {
@@ -198,6 +223,7 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   (*server)->Shutdown("the server received a stop signal");
   if (workers) workers->Wait();
   if (own_worker.joinable()) own_worker.join();
+  for (std::thread& t : sim_workers) t.join();
   server->reset();
   store->Stop();
   if (mpi) FinalizeLaunch(*mpi);

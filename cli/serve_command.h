@@ -29,6 +29,7 @@ struct ServeOptions {
   std::string load_format = "auto";
   double gpu_memory_utilization = 0.9;
   bool no_cuda_graphs = false;
+  std::string sim_hardware = "h200";
 };
 
 void AddServeFlags(CLI::App& app, ServeOptions& options);

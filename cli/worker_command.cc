@@ -31,9 +31,10 @@ void AddWorkerCommandFlags(CLI::App& app, WorkerCommandOptions& o) {
       "--kv-cache-memory", o.kv_cache_memory,
       "KV cache memory: bytes (512M, 2G) or a fraction of available memory (0.3), unless the "
       "coordinator sets it (default: 256M on cpu)");
-  app.add_option("--device", o.device, "cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", o.device, "cpu, cuda or sim (a simulated GPU that runs no model)")
+      ->check(CLI::IsMember({"cpu", "cuda", "sim"}));
   AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
+  app.add_option("--sim-hardware", o.sim_hardware, "With --device sim: h100, h200, or a JSON file of parameters");
   app.add_option("--data-plane-host", o.data_plane_host,
                  "The address the other workers reach this one at for collectives");
   app.add_option("--connect-timeout", o.connect_timeout_s,
@@ -52,6 +53,7 @@ int WorkerCommand(const WorkerCommandOptions& o) {
   options.cuda.dummy_weights = o.load_format == "dummy";
   options.cuda.gpu_memory_utilization = o.gpu_memory_utilization;
   options.cuda.cuda_graphs = !o.no_cuda_graphs;
+  options.sim_hardware = o.sim_hardware;
   options.data_plane_host = o.data_plane_host;
   options.connect_timeout = Seconds(o.connect_timeout_s);
   options.heartbeat_interval = Seconds(o.heartbeat_interval_s);

@@ -19,6 +19,7 @@ struct WorkerCommandOptions {
   std::string load_format = "auto";
   double gpu_memory_utilization = 0.9;
   bool no_cuda_graphs = false;
+  std::string sim_hardware = "h200";
   std::string data_plane_host = "127.0.0.1";
   double connect_timeout_s = 60.0;
   double heartbeat_interval_s = 1.0;

@@ -244,6 +244,7 @@ void Instance::Loop() {
       }
     }
     if (scheduler_ != nullptr && !failed_) {
+      const auto busy_since = std::chrono::steady_clock::now();
       // Complete the oldest step once every DP rank has reported.
       while (!in_flight_.empty() && static_cast<int32_t>(in_flight_.front().results.size()) >= num_dp_) {
         InFlight done = std::move(in_flight_.front());
@@ -255,12 +256,14 @@ void Instance::Loop() {
         std::optional<pb::StepRequest> step = scheduler_->Schedule();
         if (!step) break;
         if (!in_flight_.empty()) ++overlapped_steps_;
+        for (const pb::DpBatch& batch : step->dp()) scheduled_sequences_ += batch.sequences_size();
         step->set_micro_batch(micro_batch_++ % num_micro_batches_);
         pb::CoordinatorMessage message;
         *message.mutable_step() = *step;
         Broadcast(message);
         in_flight_.push_back({*std::move(step), {}});
       }
+      scheduler_busy_ += std::chrono::steady_clock::now() - busy_since;
     }
     wake_.WaitWithTimeout(&mu_, absl::FromChrono(options_.heartbeat_interval));
   }
@@ -294,6 +297,8 @@ v1::InstanceStatus Instance::Status() const {
     status.set_num_computed_tokens(s.num_computed_tokens);
   }
   status.set_num_overlapped_steps(overlapped_steps_);
+  status.set_scheduler_busy_us(std::chrono::duration_cast<std::chrono::microseconds>(scheduler_busy_).count());
+  status.set_num_scheduled_sequences(scheduled_sequences_);
   return status;
 }
 

@@ -136,6 +136,8 @@ class Instance {
   absl::flat_hash_map<int64_t, std::shared_ptr<RequestSink>> sinks_ ABSL_GUARDED_BY(mu_);
   int32_t micro_batch_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t overlapped_steps_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t scheduled_sequences_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::duration scheduler_busy_ ABSL_GUARDED_BY(mu_){};
   std::thread thread_;
 };
 

@@ -10,7 +10,10 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -29,6 +32,7 @@
 #include "worker/model_config.h"
 #include "worker/model_runner.h"
 #include "worker/sequence_table.h"
+#include "worker/sim/sim_stepper.h"
 
 namespace lattice {
 namespace {
@@ -96,8 +100,11 @@ class Worker {
   absl::Status Load(const pb::Assignment& assignment);
   absl::Status LoadOnGpu(const pb::Assignment& assignment, const ModelConfig& config, const RankLayout& layout,
                          const ModelShard& shard);
+  absl::Status LoadSimulated(const pb::Assignment& assignment, const ModelConfig& config, const RankLayout& layout,
+                             const std::vector<int>& pp_layers);
   absl::Status AllocateCache(const pb::CacheConfig& cache);
   absl::Status Serve();
+  absl::Status ServeSimulated();
   absl::Status Leave(const pb::Shutdown& shutdown);
   absl::Status Send(const pb::WorkerMessage& message, const char* what);
 
@@ -118,6 +125,12 @@ class Worker {
   std::unique_ptr<gloo::rendezvous::PrefixStore> nccl_store_;
   std::optional<SequenceTable> table_;
   std::unique_ptr<ModelRunner> runner_;
+  // sim: the cost model until the cache is sized, then (on answering ranks) the stepper.
+  bool simulated_ = false;
+  bool answers_ = false;
+  std::optional<sim::CostModel> cost_model_;
+  int64_t vocab_size_ = 0;
+  std::unique_ptr<sim::SimStepper> stepper_;
 };
 
 absl::StatusOr<pb::CoordinatorMessage> Worker::Next(const char* waiting_for) {
@@ -186,6 +199,13 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   if (!config.ok()) return config.status();
   const std::vector<int> pp_layers(a.pp_layers().begin(), a.pp_layers().end());
   WORKER_RETURN_IF_ERROR(ValidateLayoutForModel(*config, parallel, pp_layers));
+  summary_.set_architecture(config->architecture_name);
+  summary_.set_vocab_size(config->vocab_size);
+  summary_.set_max_model_len(DefaultMaxModelLen(*config));
+  summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
+  summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
+  summary_.set_hidden_size(config->hidden_size);
+  if (options_.device == "sim") return LoadSimulated(a, *config, *layout, pp_layers);
 
   // Groups first, then weights: every rank joins right after its assignment, so a
   // slow load on one rank cannot run out a peer's rendezvous timeout.
@@ -202,12 +222,6 @@ absl::Status Worker::Load(const pb::Assignment& a) {
   groups_ = *std::move(groups);
 
   const ModelShard shard = ShardFor(*config, *layout, rank_, pp_layers);
-  summary_.set_architecture(config->architecture_name);
-  summary_.set_vocab_size(config->vocab_size);
-  summary_.set_max_model_len(DefaultMaxModelLen(*config));
-  summary_.mutable_eos_token_ids()->Add(config->eos_token_ids.begin(), config->eos_token_ids.end());
-  summary_.set_num_hidden_layers(static_cast<int32_t>(config->num_hidden_layers));
-  summary_.set_hidden_size(config->hidden_size);
   if (options_.device == "cuda") return LoadOnGpu(a, *config, *layout, shard);
   absl::StatusOr<std::unique_ptr<DecoderModel>> model =
       DecoderModel::Load(a.model_dir(), *config, shard);
@@ -266,6 +280,36 @@ absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& confi
   return absl::OkStatus();
 }
 
+absl::Status Worker::LoadSimulated(const pb::Assignment& a, const ModelConfig& config, const RankLayout& layout,
+                                   const std::vector<int>& pp_layers) {
+  absl::StatusOr<sim::Hardware> hardware = sim::LoadHardware(options_.sim_hardware);
+  if (!hardware.ok()) return hardware.status();
+  const std::string& dtype = options_.cuda.dtype;
+  const int dtype_bytes = dtype == "float32" || (dtype == "auto" && config.dtype == DType::kF32) ? 4 : 2;
+  groups_.coords = layout.Coords(rank_);
+  const int stage = groups_.coords.pp_rank;
+  cost_model_.emplace(config, layout, pp_layers, *hardware, dtype_bytes);
+  const int64_t blocks = std::min<int64_t>(
+      cost_model_->KvBlocksPerGpu(stage, block_size_, options_.cuda.gpu_memory_utilization),
+      std::numeric_limits<int32_t>::max());
+  if (blocks < 2) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "stage ", stage, "'s shard of ", a.model_dir(), " holds ", cost_model_->WeightBytesPerGpu(stage),
+        " bytes of weights per GPU, which leave no room for a KV cache on a simulated ", hardware->name, " (",
+        static_cast<int64_t>(hardware->memory_bytes), " bytes at utilization ",
+        options_.cuda.gpu_memory_utilization, ")"));
+  }
+  max_num_blocks_ = static_cast<int32_t>(blocks);
+  simulated_ = true;
+  answers_ = stage == layout.config().pp - 1 && groups_.coords.tp_rank == 0;
+  vocab_size_ = config.vocab_size;
+  if (answers_ && (registered_rank_ < 8 || groups_.coords.dp_rank == 0)) {
+    std::fprintf(stderr, "lattice worker: rank %d simulates %s on %s; %d KV blocks of %d tokens\n", rank_,
+                 a.model_dir().c_str(), hardware->name.c_str(), max_num_blocks_, block_size_);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
   // max_num_blocks was computed for the assignment's block size.
   if (cache.block_size() != block_size_) {
@@ -276,6 +320,13 @@ absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
     return absl::InvalidArgumentError(absl::StrCat("CacheConfig.num_blocks ", cache.num_blocks(),
                                                    " is outside [2, ", max_num_blocks_,
                                                    "] (what this worker holds)"));
+  }
+  if (simulated_) {
+    if (answers_) {
+      stepper_ = std::make_unique<sim::SimStepper>(*std::move(cost_model_), groups_.coords.dp_rank, block_size_,
+                                                   cache.num_blocks(), vocab_size_);
+    }
+    return absl::OkStatus();
   }
   table_.emplace(groups_.coords.dp_rank, block_size_, cache.num_blocks());
   if (device_model_) {
@@ -292,6 +343,7 @@ absl::Status Worker::AllocateCache(const pb::CacheConfig& cache) {
 }
 
 absl::Status Worker::Serve() {
+  if (simulated_) return ServeSimulated();
   while (true) {
     absl::StatusOr<pb::CoordinatorMessage> message = Next("a StepRequest");
     if (!message.ok()) return message.status();
@@ -310,6 +362,72 @@ absl::Status Worker::Serve() {
   }
 }
 
+absl::Status Worker::ServeSimulated() {
+  // Results leave in order, each once its simulated stages finish: the last stage's
+  // clock never runs backwards, so a queue in step order is also in due order.
+  struct Due {
+    sim::SimStepper::Clock::time_point at;
+    pb::WorkerMessage message;
+  };
+  std::mutex mu;
+  std::condition_variable queued;
+  std::deque<Due> queue;
+  bool stop = false;
+  bool broken = false;
+  std::thread sender([&] {
+    while (true) {
+      Due next;
+      {
+        std::unique_lock lock(mu);
+        queued.wait(lock, [&] { return stop || !queue.empty(); });
+        if (queue.empty()) return;
+        next = std::move(queue.front());
+        queue.pop_front();
+      }
+      std::this_thread::sleep_until(next.at);
+      if (!client_.Write(next.message)) {
+        std::lock_guard lock(mu);
+        broken = true;
+        return;
+      }
+    }
+  });
+  absl::Status status = absl::OkStatus();
+  while (status.ok()) {
+    absl::StatusOr<pb::CoordinatorMessage> message = Next("a StepRequest");
+    if (!message.ok()) {
+      status = message.status();
+    } else if (message->has_shutdown()) {
+      status = Leave(message->shutdown());
+      break;
+    } else if (!message->has_step()) {
+      status = Unexpected(*message, "a StepRequest");
+    } else if (stepper_ != nullptr) {
+      absl::StatusOr<sim::SimStepper::Outcome> outcome =
+          stepper_->Step(message->step(), sim::SimStepper::Clock::now());
+      if (!outcome.ok()) {
+        status = outcome.status();
+        break;
+      }
+      Due due{.at = outcome->due, .message = {}};
+      *due.message.mutable_step_result() = std::move(outcome->result);
+      std::lock_guard lock(mu);
+      if (broken) status = absl::UnavailableError("the control stream broke sending a StepResult");
+      queue.push_back(std::move(due));
+      queued.notify_one();
+    }
+    ++num_steps_executed_;
+  }
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+    if (!status.ok()) queue.clear();
+  }
+  queued.notify_one();
+  sender.join();
+  return status;
+}
+
 absl::Status Worker::Leave(const pb::Shutdown& shutdown) {
   std::fprintf(stderr, "lattice worker: rank %d shutting down%s%s\n", rank(),
                shutdown.reason().empty() ? "" : ": ", shutdown.reason().c_str());
@@ -320,7 +438,7 @@ absl::Status Worker::Leave(const pb::Shutdown& shutdown) {
   // the first step nothing has crossed the data plane (each rank loads its shard from
   // the checkpoint alone), so a Shutdown then (also the coordinator's answer to a peer
   // that failed to load, which would never reach the barrier) needs none.
-  if (num_steps_executed_ > 0) {
+  if (num_steps_executed_ > 0 && !simulated_) {
     ExitTimer bound(kShutdownBarrierGrace,
                     absl::StrCat("the other ranks did not reach the shutdown barrier within ",
                                  kShutdownBarrierGrace.count(), " s (one of them failed?)"));
@@ -340,9 +458,9 @@ absl::Status Fail(int rank, const absl::Status& status) {
 }  // namespace
 
 absl::Status RunWorker(const WorkerOptions& options) {
-  if (options.device != "cpu" && options.device != "cuda") {
+  if (options.device != "cpu" && options.device != "cuda" && options.device != "sim") {
     return Fail(-1, absl::InvalidArgumentError(
-                        absl::StrCat("--device ", options.device, ": expected cpu or cuda")));
+                        absl::StrCat("--device ", options.device, ": expected cpu, cuda or sim")));
   }
   if (options.heartbeat_interval.count() <= 0 || options.kv_cache_memory_bytes < 0) {
     return Fail(-1, absl::InvalidArgumentError(

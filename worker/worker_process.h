@@ -6,6 +6,11 @@
 // coordinator settles on, then executes every StepRequest in arrival order and returns
 // a StepResult where it samples, until Shutdown.
 //
+// With `--device sim` it runs no model and joins no process group: the rank that
+// answers for a DP rank prices each step with the simulated device's cost model
+// (worker/sim/) and sends the result when the simulated stages would finish; the
+// other ranks only read the steps. Many simulated workers fit in one process.
+//
 // Threads: RunWorker's caller (the main thread) reads the stream and runs every step
 // (steps run strictly in arrival order: pipeline sends and TP collectives depend on
 // every worker executing the same sequence); one heartbeat thread (control_client.h);
@@ -38,6 +43,9 @@ struct WorkerOptions {
   // With device "cuda": dtype, dummy weights, memory utilisation, graphs (the
   // assignment supplies the model and the scheduler's limits).
   DeviceModelOptions cuda;
+  // With device "sim": the simulated GPU ("h100", "h200" or a JSON file, see
+  // worker/sim/cost_model.h); cuda.gpu_memory_utilization and cuda.dtype apply.
+  std::string sim_hardware = "h200";
   // The address this worker's data-plane (gloo) peers reach it at.
   std::string data_plane_host = "127.0.0.1";
   std::chrono::milliseconds connect_timeout{60'000};
