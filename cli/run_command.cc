@@ -2,6 +2,7 @@
 // processes (started here, by mpirun, or by another launcher) over gloo.
 #include "cli/run_command.h"
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -27,6 +28,10 @@ namespace {
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "lattice run: %s\n", std::string(status.message()).c_str());
   return 2;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult>& results, const SchedulerStats& stats,
@@ -61,7 +66,7 @@ void WriteTrace(const std::string& path, int rank, const std::vector<TraceEvent>
 // One rank of a multi-rank run: join the process groups, load the shard, drive or follow.
 int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayout& layout,
             const ModelConfig& config, const DistributedOptions& options,
-            const std::vector<GenerationRequest>& requests) {
+            const std::vector<GenerationRequest>& requests, const RunDone& done) {
   absl::StatusOr<std::unique_ptr<TcpStoreClient>> store = ConnectStore(launch);
   if (!store.ok()) return Fail(store.status());
   absl::StatusOr<ProcessGroups> groups = MakeGlooProcessGroups(layout, launch.rank, **store);
@@ -73,11 +78,15 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
   std::vector<TraceEvent> trace;
   int code = 0;
   if (launch.rank == 0) {
+    const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<DriverResult> driven = RunDriver(**model, layout, comms, options, requests, &trace);
     if (!driven.ok()) {
       code = Fail(driven.status());
     } else {
-      PrintResults(o, driven->results, driven->stats, options.engine.num_kv_blocks);
+      done({.results = driven->results,
+            .stats = driven->stats,
+            .num_kv_blocks = options.engine.num_kv_blocks,
+            .elapsed_s = SecondsSince(start)});
     }
   } else if (absl::Status status = RunFollower(**model, layout, launch.rank, comms, options, &trace); !status.ok()) {
     code = Fail(status);
@@ -91,7 +100,6 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
 }  // namespace
 
 void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
-  app.add_option("--model", o.model_dir, "Model directory (config.json + safetensors)")->required();
   app.add_option("--prompt-ids", o.prompt_ids, "Comma-separated prompt token ids; repeat for more prompts")
       ->required();
   app.add_option("--max-tokens", o.max_tokens, "Tokens to generate per prompt");
@@ -103,6 +111,11 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
   app.add_option("--logprobs", o.logprobs, "Top-k logprobs to return per output token");
   app.add_flag("--ignore-eos", o.ignore_eos, "Do not stop at the end-of-sequence token");
   app.add_flag("--json", o.json, "One JSON object per prompt, one per line");
+  AddRunEngineFlags(app, o);
+}
+
+void AddRunEngineFlags(CLI::App& app, RunCommandOptions& o) {
+  app.add_option("--model", o.model_dir, "Model directory (config.json + safetensors)")->required();
   app.add_option("--block-size", o.block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
   app.add_option("--num-kv-blocks", o.num_kv_blocks, "KV cache blocks per DP rank (0: enough for every prompt)");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Token budget per step")
@@ -120,19 +133,7 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
 }
 
 int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv) {
-  // Everything that can be wrong with the command is reported before any weight
-  // loads and before any other rank starts.
-  absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
-  if (!config.ok()) return Fail(config.status());
-  absl::StatusOr<CheckedLayout> checked = CheckLayout(o.layout, *config);
-  if (!checked.ok()) return Fail(checked.status());
-  const ParallelConfig parallel = o.layout.parallel();
-  const RankLayout& layout = checked->layout;
-  DistributedOptions options;
-  options.pp_layers = checked->pp_layers;
-
   std::vector<GenerationRequest> requests;
-  std::vector<int64_t> blocks_per_dp(o.layout.dp, 0);
   for (const std::string& text : o.prompt_ids) {
     absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--prompt-ids");
     if (!ids.ok()) return Fail(ids.status());
@@ -146,10 +147,30 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     request.sampling.set_top_p(o.top_p);
     request.sampling.set_min_p(o.min_p);
     request.sampling.set_seed(o.seed);
-    // Requests go to DP ranks round-robin; size each rank's cache for what it gets.
-    blocks_per_dp[requests.size() % o.layout.dp] +=
-        NumBlocksFor(static_cast<int64_t>(request.prompt_ids.size()) + std::max(o.max_tokens, 0), o.block_size);
     requests.push_back(std::move(request));
+  }
+  return RunGeneration(o, argv, requests, [&](const RunOutcome& outcome) {
+    PrintResults(o, outcome.results, outcome.stats, outcome.num_kv_blocks);
+  });
+}
+
+int RunGeneration(const RunCommandOptions& o, const std::vector<std::string>& argv,
+                  const std::vector<GenerationRequest>& requests, const RunDone& done) {
+  // Everything that can be wrong with the command is reported before any weight
+  // loads and before any other rank starts.
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
+  if (!config.ok()) return Fail(config.status());
+  absl::StatusOr<CheckedLayout> checked = CheckLayout(o.layout, *config);
+  if (!checked.ok()) return Fail(checked.status());
+  const ParallelConfig parallel = o.layout.parallel();
+  const RankLayout& layout = checked->layout;
+  DistributedOptions options;
+  options.pp_layers = checked->pp_layers;
+  // Requests go to DP ranks round-robin; size each rank's cache for what it gets.
+  std::vector<int64_t> blocks_per_dp(o.layout.dp, 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    blocks_per_dp[i % o.layout.dp] += NumBlocksFor(
+        static_cast<int64_t>(requests[i].prompt_ids.size()) + std::max(requests[i].max_tokens, 0), o.block_size);
   }
   options.engine.block_size = o.block_size;
   options.engine.num_kv_blocks =
@@ -191,9 +212,13 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(*config, d);
     if (!model.ok()) return Fail(model.status());
     Engine engine(**model, options.engine);
+    const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
     if (!results.ok()) return Fail(results.status());
-    PrintResults(o, *results, engine.stats(), (*model)->num_kv_blocks() - 1);
+    done({.results = *std::move(results),
+          .stats = engine.stats(),
+          .num_kv_blocks = (*model)->num_kv_blocks() - 1,
+          .elapsed_s = SecondsSince(start)});
     return 0;
   }
   if (o.load_format == "dummy") {
@@ -203,9 +228,13 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(o.model_dir, *config);
     if (!model.ok()) return Fail(model.status());
     Engine engine(**model, options.engine);
+    const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<std::vector<GenerationResult>> results = engine.Generate(requests);
     if (!results.ok()) return Fail(results.status());
-    PrintResults(o, *results, engine.stats(), options.engine.num_kv_blocks);
+    done({.results = *std::move(results),
+          .stats = engine.stats(),
+          .num_kv_blocks = options.engine.num_kv_blocks,
+          .elapsed_s = SecondsSince(start)});
     return 0;
   }
 
@@ -237,7 +266,7 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     if (!started.ok()) return Fail(started.status());
     launcher = *std::move(started);
   }
-  const int code = RunRank(o, *launch, layout, *config, options, requests);
+  const int code = RunRank(o, *launch, layout, *config, options, requests, done);
   if (launcher) {
     if (code != 0) launcher->Kill();
     launcher->Wait();

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/layout_flags.h"
+#include "cli/offline_engine.h"
 
 namespace lattice {
 
@@ -44,8 +46,28 @@ struct RunCommandOptions {
 };
 
 void AddRunCommandFlags(CLI::App& app, RunCommandOptions& options);
+// The model, layout, device, scheduler and launcher flags alone (what `bench offline`
+// shares with `run`).
+void AddRunEngineFlags(CLI::App& app, RunCommandOptions& options);
 // `argv` is the process's own command line: the local launcher re-executes it, once per
 // extra rank, with --rank/--world-size/--store-* appended.
 int RunCommand(const RunCommandOptions& options, const std::vector<std::string>& argv);
+
+// What a run produced, on the rank that drives it (rank 0).
+struct RunOutcome {
+  std::vector<GenerationResult> results;  // in input order
+  SchedulerStats stats;
+  int32_t num_kv_blocks = 0;  // per DP rank
+  double elapsed_s = 0;       // generation only: from the first step to the last result
+};
+using RunDone = std::function<void(const RunOutcome&)>;
+
+// Runs `requests` as `lattice run` does (one rank in-process, or several: started
+// here by re-executing `argv` per rank, or under a launcher), with the model, layout,
+// device and scheduler flags of `options` (its prompt and sampling flags are
+// unused). Calls `done` on rank 0. Returns the exit code (2 after printing an error).
+// Every rank must pass the same requests.
+int RunGeneration(const RunCommandOptions& options, const std::vector<std::string>& argv,
+                  const std::vector<GenerationRequest>& requests, const RunDone& done);
 
 }  // namespace lattice
