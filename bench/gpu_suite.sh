@@ -101,5 +101,29 @@ for part in "$@"; do
       serve_check llama_gqa_f32 --pp 2
       serve_check qwen3moe_sharded_f32 --tp 2 --ep 2
       serve_check mixtral_f32 --pp 2 ;;
+    offline8b|offline-mixtral)
+      # `lattice bench offline` on one GPU: 128 in/128 out and 1000/1000 (issue 6).
+      model=bench/models/llama-3.1-8b; tag=8b
+      [ "$part" = offline-mixtral ] && { model=bench/models/mixtral-8x7b; tag=mixtral; }
+      for shape in "1000 128 128" "500 1000 1000"; do
+        set -- $shape
+        timeout 300 "$bin/lattice" bench offline --model $model --device cuda --load-format dummy \
+          --max-num-batched-tokens 8192 --num-prompts $1 --random-input-len $2 --random-output-len $3 --ignore-eos \
+          --result-json "$out/offline_${tag}_$2x$3.json" > "$out/offline_${tag}_$2x$3.txt" 2>&1
+        echo "offline $tag $2/$3: $(grep Throughput "$out/offline_${tag}_$2x$3.txt" || tail -2 "$out/offline_${tag}_$2x$3.txt")"
+      done ;;
+    hfoffline)
+      timeout 400 python3 bench/peers/hf_offline.py --model bench/models/llama-3.1-8b --num-prompts 256 \
+        --input-len 128 --output-len 128 --batch-size 64 > "$out/hf_offline_8b.json" 2> "$out/hf_offline_8b.err"
+      cat "$out/hf_offline_8b.json"; tail -2 "$out/hf_offline_8b.err" ;;
+    serve8b|serve-mixtral)
+      # Serving latency at three rates on 1 GPU (tp1) and 2 GPUs (tp2, pp2, dp2; Mixtral: tp2, ep2 as tp2ep2, pp2).
+      model=bench/models/llama-3.1-8b; layouts="tp1 tp2 pp2 dp2"
+      [ "$part" = serve-mixtral ] && { model=bench/models/mixtral-8x7b; layouts="tp1 tp2 tp2ep2 pp2"; }
+      LATTICE_COMMIT=$git_commit timeout 580 python3 bench/scaling/sweep.py --lattice "$bin/lattice" --model $model \
+        --device cuda --serve-arg=--load-format --serve-arg=dummy --serve-arg=--max-num-batched-tokens \
+        --serve-arg=8192 --layouts $layouts --rates 8 32 inf --num-prompts 200 --input-len 512 --output-len 128 \
+        --time-limit 60 --out "$out/$part" 2>&1 | tail -20
+      cp "$out/$part/sweep.csv" "$out/${part}.csv" 2>/dev/null; cp "$out/$part/report.md" "$out/${part}.md" 2>/dev/null ;;
   esac
 done

@@ -1,7 +1,11 @@
 // The `lattice` binary: one command with subcommands: run (offline), serve (a local
-// cluster), coordinator and worker (separately launched parts), generate (client).
+// cluster), coordinator and worker (separately launched parts), generate (client), bench
+// (benchmarks: `bench serve` loads a running server).
 #include <CLI/CLI.hpp>
+#include <string_view>
 
+#include "cli/bench_offline.h"
+#include "cli/bench_serve.h"
 #include "cli/generate_command.h"
 #include "cli/run_command.h"
 #include "cli/serve_command.h"
@@ -26,11 +30,31 @@ int main(int argc, char** argv) {
   CLI::App* coordinator =
       app.add_subcommand("coordinator", "Serve a model's coordinator; workers join with `lattice worker`");
   lattice::AddServeFlags(*coordinator, coordinator_options);
-  CLI11_PARSE(app, argc, argv);
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  lattice::BenchServeOptions bench_serve_options;
+  CLI::App* bench_serve =
+      bench->add_subcommand("serve", "Load a running Lattice server with a seeded workload and report latencies");
+  lattice::AddBenchServeFlags(*bench_serve, bench_serve_options);
+  lattice::BenchOfflineOptions bench_offline_options;
+  CLI::App* bench_offline =
+      bench->add_subcommand("offline", "Generate a seeded workload in-process (no gRPC) for peak throughput");
+  lattice::AddBenchOfflineFlags(*bench_offline, bench_offline_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    // `bench` promises exit code 2 for any bad command line (CLI11's own codes are 100+).
+    return code != 0 && argc > 1 && std::string_view(argv[1]) == "bench" ? 2 : code;
+  }
   if (serve->parsed()) return lattice::ServeCommand(serve_options, /*spawn_workers=*/true);
   if (coordinator->parsed()) return lattice::ServeCommand(coordinator_options, /*spawn_workers=*/false);
   if (run->parsed()) return lattice::RunCommand(run_options, std::vector<std::string>(argv, argv + argc));
   if (generate->parsed()) return lattice::GenerateCommand(generate_options);
   if (worker->parsed()) return lattice::WorkerCommand(worker_options);
+  if (bench_serve->parsed()) return lattice::BenchServeCommand(bench_serve_options);
+  if (bench_offline->parsed()) {
+    return lattice::BenchOfflineCommand(bench_offline_options, std::vector<std::string>(argv, argv + argc));
+  }
   return 0;
 }

@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   python3-grpcio python3-protobuf
   libopenmpi-dev openmpi-bin libgloo-dev
-  patchelf
+  patchelf gnuplot-nox
 )
 
 missing=()

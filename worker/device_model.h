@@ -64,6 +64,10 @@ struct DeviceModelOptions {
   double gpu_memory_utilization = 0.9;
   int32_t num_kv_blocks = 0;  // > 0: exactly this many
   bool cuda_graphs = true;
+  // Which GPU: this index modulo the visible GPUs; -1: the rank's (0 for MakeCudaModel).
+  // The serving worker passes its launch rank, so independent instances (dense --dp)
+  // take different GPUs of a host.
+  int32_t gpu = -1;
 };
 
 // The whole model on GPU 0 (tp = pp = 1), its KV pool sized. UNIMPLEMENTED in builds

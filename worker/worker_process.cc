@@ -263,6 +263,7 @@ absl::Status Worker::LoadOnGpu(const pb::Assignment& a, const ModelConfig& confi
   const int64_t model_len = DefaultMaxModelLen(config);
   d.max_model_len = static_cast<int32_t>(a.max_model_len() > 0 ? std::min(a.max_model_len(), model_len) : model_len);
   d.block_size = block_size_;
+  d.gpu = a.launch_rank();
   absl::StatusOr<std::unique_ptr<DeviceModel>> model;
   if (a.world_size() == 1) {
     model = MakeCudaModel(config, d);
