@@ -115,17 +115,19 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     outgoing_.pop_front();
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
+    if (!ok) outgoing_.clear();  // the stream is broken: nothing more can be written
     if (!outgoing_.empty()) {
       StartWrite(&outgoing_.front());
-    } else if (done_) {
-      FinishLocked(grpc::Status::OK);
     } else if (finish_pending_) {
+      // A finish (a cancel, a failure) arrived while this write was in flight; it is
+      // already `finished_`, so FinishLocked would do nothing and the RPC would never end
+      // (and the server's shutdown would wait for it forever).
       finish_pending_ = false;
       Finish(pending_status_);
+    } else if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    } else if (done_) {
+      FinishLocked(grpc::Status::OK);
     }
   }
 
