@@ -7,9 +7,14 @@
 //     4 * S^2 / 2 * heads * head_dim.
 //   - decode attention: B sequences of C cached tokens; bytes of KV read over the
 //     copy bandwidth measured here.
-// One JSON object per line.
+//   - decode GEMMs in graphs: M = 1, 2, 8 rows against each Llama-3.1-8B projection,
+//     back-to-back launches over enough weight copies (>= 1 GiB) that L2 holds none,
+//     replayed as one CUDA graph as a decode step runs them: weight bytes per second
+//     against the copy bandwidth.
+// `lattice_kernel_bench --decode` runs only the decode benchmarks. One JSON object per line.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -111,6 +116,79 @@ void BenchSkinny(double bandwidth) {
   }
 }
 
+// Decode-sized GEMMs as a step runs them: one graph of back-to-back launches, each on
+// its own copy of the weight (>= 1 GiB in all, so no launch finds its weight in L2).
+// "down_silu" is the down projection reading silu(gate) * up from a [M, 2K] input.
+void BenchSkinnyGraph(double bandwidth) {
+  struct Shape2 {
+    const char* name;
+    int64_t n, k;
+    bool silu;
+  };
+  const Shape2 shapes[] = {{"qkv", 6144, 4096, false},    {"o", 4096, 4096, false},
+                           {"gate_up", 28672, 4096, false}, {"down", 4096, 14336, false},
+                           {"down_silu", 4096, 14336, true}, {"lm_head", 128256, 4096, false}};
+  cudaStream_t stream = nullptr;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  for (bool skinny : {true, false}) {
+    cuda::Gemm gemm;
+    gemm.set_skinny(skinny ? cuda::Gemm::Skinny::kAlways : cuda::Gemm::Skinny::kNever);
+    for (int64_t m : {1, 2, 8}) {
+      for (const Shape2& s : shapes) {
+        const double bytes = 2.0 * s.n * s.k;
+        const int copies = static_cast<int>(std::max(2.0, std::ceil(double{1 << 30} / bytes)));
+        Tensor x = RandomDevice(DType::kBF16, {m, s.silu ? 2 * s.k : s.k}, 3);
+        Tensor act = cuda::EmptyDevice(DType::kBF16, {m, s.k});
+        Tensor out = cuda::EmptyDevice(s.name == std::string("lm_head") ? DType::kF32 : DType::kBF16, {m, s.n});
+        std::vector<Tensor> weights;
+        for (int i = 0; i < copies; ++i) weights.push_back(RandomDevice(DType::kBF16, {s.n, s.k}, 4 + i));
+        auto run = [&] {
+          for (const Tensor& w : weights) {
+            if (s.silu) {
+              gemm.LinearSiluAndMul(x, w, Tensor(), act, out, stream);
+            } else {
+              gemm.Linear(x, w, Tensor(), out, stream);
+            }
+          }
+        };
+        run();  // plans and lazy loading outside the capture
+        cudaStreamSynchronize(stream);
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+        run();
+        cudaStreamEndCapture(stream, &graph);
+        cudaGraphInstantiate(&exec, graph, 0);
+        cudaEvent_t start, stop;
+        cudaEventCreate(&start);
+        cudaEventCreate(&stop);
+        std::vector<float> times;
+        for (int i = 0; i < 7; ++i) {
+          cudaEventRecord(start, stream);
+          cudaGraphLaunch(exec, stream);
+          cudaEventRecord(stop, stream);
+          cudaEventSynchronize(stop);
+          float ms = 0;
+          cudaEventElapsedTime(&ms, start, stop);
+          if (i > 0) times.push_back(ms / copies);
+        }
+        std::sort(times.begin(), times.end());
+        const double ms = times[times.size() / 2];
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        const cudaError_t err = cudaGetLastError();
+        Print({{"bench", "gemm_decode_graph"}, {"kernel", skinny ? "skinny" : "cublaslt"}, {"proj", s.name},
+               {"m", m}, {"launches", copies}, {"us_per_launch", ms * 1e3},
+               {"fraction_of_copy_bandwidth", bytes / (ms * 1e-3) / bandwidth},
+               {"error", cudaGetErrorString(err)}});
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+
 // Sequences of `q_len` new tokens each over `context` tokens, blocks laid out in order.
 void BenchAttention(const char* name, int num_seqs, int q_len, int context, int heads, int kv_heads, int head_dim,
                     double bandwidth) {
@@ -156,16 +234,18 @@ void BenchAttention(const char* name, int num_seqs, int q_len, int context, int 
   Print(line);
 }
 
-int Main() {
+int Main(bool decode_only) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const double bandwidth = MeasureCopyBandwidth();
   Print({{"device", prop.name}, {"copy_bandwidth_gbps", bandwidth / 1e9}});
+  BenchSkinnyGraph(bandwidth);
+  for (int b : {1, 8, 64, 256}) BenchAttention("decode_attention", b, 1, 1024, 32, 8, 128, bandwidth);
+  if (decode_only) return 0;
   BenchGemm();
   BenchSkinny(bandwidth);
   for (int s : {1024, 4096, 8192}) BenchAttention("prefill_attention", 1, s, s, 32, 8, 128, bandwidth);
   BenchAttention("prefill_attention", 4, 2048, 2048, 32, 8, 128, bandwidth);
-  for (int b : {1, 8, 64, 256}) BenchAttention("decode_attention", b, 1, 1024, 32, 8, 128, bandwidth);
   BenchAttention("decode_attention", 1, 1, 32768, 32, 8, 128, bandwidth);
   return 0;
 }
@@ -173,4 +253,6 @@ int Main() {
 }  // namespace
 }  // namespace lattice
 
-int main() { return lattice::Main(); }
+int main(int argc, char** argv) {
+  return lattice::Main(argc > 1 && std::strcmp(argv[1], "--decode") == 0);
+}

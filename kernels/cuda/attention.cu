@@ -9,6 +9,10 @@
 // the partial softmaxes. The split count comes from host values (the CTA count and
 // max_seq_len), the split boundaries from the real lengths on the device, so a launch
 // can be captured in a CUDA graph and replayed for any lengths within the bounds.
+// Decode calls on tensor cores with short bounds (max_seq_len <= kClusterMaxSeqLen)
+// launch each row tile's splits as one thread-block cluster instead and merge
+// through distributed shared memory: no second kernel, no partials in global memory
+// (batch-1 decode spent about as long in the merge kernel as in attention itself).
 // bf16/f16 with head_dim 64, 128 or 256 and power-of-two blocks run on tensor cores
 // (mma.sync m16n8k16 from ldmatrix fragments, K/V double-buffered with cp.async):
 // calls of at most 16 rows per KV head (decode: the G heads of one token) split each
@@ -16,6 +20,8 @@
 // f32 and other head dims run on a CUDA-core kernel that stages K/V tiles as f32.
 #include <atomic>
 #include <cmath>
+
+#include <cooperative_groups.h>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -27,6 +33,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kThreads = 128;        // every attention kernel: 4 warps
 constexpr int kMaxSplits = 32;       // the merge kernel keeps one register per split
 constexpr int kMinSplitKeys = 64;    // a split never has fewer keys (unless the range does)
+constexpr int kMaxClusterSplits = 16;      // splits merged in one cluster (16: non-portable size)
+constexpr int kClusterMaxSeqLen = 4096;    // longer bounds keep more splits and the merge kernel
 // 16-row fragments per warp in prefill tiles (more run out of registers at D = 256).
 constexpr int PrefillFrags(int64_t head_dim) { return head_dim <= 128 ? 2 : 1; }
 constexpr int kGenericRows = 16;     // CUDA-core kernel: 4 warps x 4 rows
@@ -44,6 +52,8 @@ __global__ void QkNormRotaryKvWriteKernel(T* qkv, int64_t num_tokens, int num_he
                                           int half, const int32_t* __restrict__ freq_rows, float rope_scale,
                                           const int32_t* __restrict__ slot_mapping, T* __restrict__ k_cache,
                                           T* __restrict__ v_cache) {
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   const int heads = num_heads + 2 * num_kv_heads;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
@@ -126,6 +136,7 @@ struct AttentionParams {
   int32_t head_dim;
   int32_t num_row_tiles;
   int32_t num_splits;
+  int32_t cluster_merge;  // 1: the splits of a row tile are one cluster and merge in it
   int32_t sliding_window;
   float scale_log2;  // scale * log2(e): scores go straight to exp2
 };
@@ -239,6 +250,44 @@ __device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
   return bits;
 }
 
+// The merge of a cluster's splits (one per block, cluster rank = split): every block
+// has put its rows' normalised outputs and lse in shared memory; after the cluster
+// barrier block c merges elements c * kThreads + tid, + splits * kThreads, ... reading
+// every block's shared memory, as MergeSplitsKernel does from global memory. The
+// second barrier keeps each block's shared memory alive until all have read it.
+template <typename T, int D>
+__device__ __forceinline__ void ClusterMerge(const AttentionParams& p, const TileRange& r, int kv_head,
+                                             const float* s_val, const float* s_lse) {
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  const int splits = p.num_splits;
+  const int elements = (r.row_end - r.row_begin) * D;
+  for (int i = static_cast<int>(cluster.block_rank()) * kThreads + threadIdx.x; i < elements;
+       i += splits * kThreads) {
+    const int row = i / D, d = i % D;
+    float lse[kMaxClusterSplits];
+    float max_lse = NegInf();
+#pragma unroll
+    for (int s = 0; s < kMaxClusterSplits; ++s) {
+      lse[s] = s < splits ? cluster.map_shared_rank(s_lse, s)[row] : NegInf();
+      max_lse = fmaxf(max_lse, lse[s]);
+    }
+    float acc = 0.0f, total = 0.0f;
+#pragma unroll
+    for (int s = 0; s < kMaxClusterSplits; ++s) {
+      if (s < splits) {
+        const float w = lse[s] == NegInf() ? 0.0f : exp2f(lse[s] - max_lse);
+        total += w;
+        acc += w * cluster.map_shared_rank(s_val, s)[row * D + d];
+      }
+    }
+    const int64_t out_row = OutRow(p, r, r.row_begin + row, kv_head);
+    static_cast<T*>(p.out)[out_row * D + d] = FromFloat<T>(acc / total);
+  }
+  cluster.sync();
+}
+
 // Tile shapes. Prefill: 4 warps along the rows, kFrags x 16 rows each, every warp
 // sees the whole K/V tile. Decode (at most 16 rows: the heads of one token's group):
 // one 16-row tile, the 4 warps take 16 keys each of a 64-key tile, then merge their
@@ -254,7 +303,8 @@ struct FlashShape {
   static constexpr int kMergeStride = D + 4;  // decode merge rows, f32, bank-skewed
   static constexpr size_t kSmemBytes = (kRows + 4 * kKeys) * kRowBytes;  // Q, 2 stages of K and V
   static_assert(!kDecode || kFrags == 1);
-  static_assert(!kDecode || 4 * 16 * kMergeStride * 4 + 2 * 4 * 16 * 4 <= 4 * kStageBytes);
+  // The warps' merge buffers, then the CTA's result rows and their lse (cluster merge).
+  static_assert(!kDecode || 4 * 16 * kMergeStride * 4 + 2 * 4 * 16 * 4 + (16 * D + 16) * 4 <= 4 * kStageBytes);
 };
 
 // Byte offset of 16-byte chunk `chunk` of `row` in a [rows][D] 16-bit tile. The chunk
@@ -283,6 +333,8 @@ __global__ void __launch_bounds__(kThreads) FlashAttentionKernel(const Attention
   const uint32_t k_smem = q_smem + kRows * kRowBytes;
   const uint32_t v_smem = k_smem + 2 * kStageBytes;
 
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   TileRange r;
   if (!GetTileRange(p, kRows, kKeys, r)) return;
   const int kv_head = blockIdx.y;
@@ -513,6 +565,8 @@ __global__ void __launch_bounds__(kThreads) FlashAttentionKernel(const Attention
     float* s_o = reinterpret_cast<float*>(smem_raw + kRows * kRowBytes);  // [4][16][kStride] over K/V
     float* s_m = s_o + 4 * 16 * kStride;         // [4][16]
     float* s_l = s_m + 4 * 16;                   // [4][16]
+    float* s_val = s_l + 4 * 16;                 // [16][D]: this split's rows (cluster merge)
+    float* s_lse = s_val + 16 * D;               // [16]
     __syncthreads();  // when there were no tiles
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -543,14 +597,19 @@ __global__ void __launch_bounds__(kThreads) FlashAttentionKernel(const Attention
         acc += s_o[(w * 16 + row) * kStride + d] * scale;
       }
       const float value = l > 0.0f ? acc / l : 0.0f;
+      const float lse = l > 0.0f ? m + log2f(l) : NegInf();
       const int64_t out_row = OutRow(p, r, r.row_begin + row, kv_head);
       if (p.num_splits == 1) {
         static_cast<T*>(p.out)[out_row * D + d] = FromFloat<T>(value);
+      } else if (p.cluster_merge) {
+        s_val[row * D + d] = value;
+        if (d == 0) s_lse[row] = lse;
       } else {
         p.partial_out[(split * partial_stride + out_row) * D + d] = value;
-        if (d == 0) p.partial_lse[split * partial_stride + out_row] = l > 0.0f ? m + log2f(l) : NegInf();
+        if (d == 0) p.partial_lse[split * partial_stride + out_row] = lse;
       }
     }
+    if (p.num_splits > 1 && p.cluster_merge) ClusterMerge<T, D>(p, r, kv_head, s_val, s_lse);
   } else {
     if (!warp_active) return;
 #pragma unroll
@@ -595,6 +654,8 @@ __global__ void __launch_bounds__(kThreads) GenericAttentionKernel(const Attenti
   float* s_k = s_q + kGenericRows * D;        // [kGenericKeys][D + 1]: padded, lane j reads row j
   float* s_v = s_k + kGenericKeys * (D + 1);  // [kGenericKeys][D]
 
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   TileRange r;
   if (!GetTileRange(p, kGenericRows, kGenericKeys, r)) return;
   const int kv_head = blockIdx.y;
@@ -701,6 +762,8 @@ __global__ void __launch_bounds__(kThreads) GenericAttentionKernel(const Attenti
 // the merge costs about two memory latencies.
 template <typename T>
 __global__ void MergeSplitsKernel(const AttentionParams p) {
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   const int64_t rows = static_cast<int64_t>(p.num_tokens) * p.num_q_heads;
   const int D = p.head_dim;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -729,40 +792,79 @@ __global__ void MergeSplitsKernel(const AttentionParams p) {
 // ---------------------------------------------------------------------------------------
 // Host side.
 
-int NumSms() {
-  static std::atomic<int> cached[64] = {};
-  int device = 0;
-  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
-  LATTICE_CHECK(device < 64);
-  int count = cached[device].load(std::memory_order_relaxed);
-  if (count == 0) {
-    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    cached[device].store(count, std::memory_order_relaxed);
-  }
-  return count;
-}
-
 // Enough splits of each CTA's keys for about two CTAs per SM, none shorter than
 // kMinSplitKeys at max_seq_len.
 int ChooseSplits(int64_t ctas, int64_t max_seq_len) {
-  const int64_t target = 2 * static_cast<int64_t>(NumSms());
+  const int64_t target = 2 * static_cast<int64_t>(MultiprocessorCount());
   int64_t splits = (target + ctas - 1) / ctas;
   splits = std::min<int64_t>(splits, (max_seq_len + kMinSplitKeys - 1) / kMinSplitKeys);
   return static_cast<int>(std::clamp<int64_t>(splits, 1, kMaxSplits));
 }
 
 template <typename Kernel>
-void Launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const AttentionParams& params) {
+void Launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const AttentionParams& params,
+            unsigned cluster_x = 1) {
   LATTICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(smem)));
-  kernel<<<grid, kThreads, smem, stream>>>(params);
-  LATTICE_CUDA_LAUNCH_CHECK();
+  LaunchKernelInClusters(LaunchMode::kProgrammatic, cluster_x, kernel, grid, kThreads, smem, stream, params);
+}
+
+// The most splits the decode kernel merges in one cluster on this GPU: 16 (a
+// non-portable cluster size) where such clusters can be resident, else 8 (the
+// portable size; also while `stream` is being captured and nothing was asked yet).
+template <typename T, int D>
+int MaxClusterSplits(cudaStream_t stream) {
+  static std::atomic<int> cached{0};
+  int limit = cached.load(std::memory_order_relaxed);
+  if (limit == 0) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    LATTICE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing != cudaStreamCaptureStatusNone) return 8;
+    auto kernel = FlashAttentionKernel<T, D, 1, true>;
+    const int smem = static_cast<int>(FlashShape<D, 1, true>::kSmemBytes);
+    LATTICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    limit = 8;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(kMaxClusterSplits);
+      config.blockDim = dim3(kThreads);
+      config.dynamicSmemBytes = smem;
+      cudaLaunchAttribute attribute{};
+      attribute.id = cudaLaunchAttributeClusterDimension;
+      attribute.val.clusterDim.x = kMaxClusterSplits;
+      attribute.val.clusterDim.y = 1;
+      attribute.val.clusterDim.z = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      int clusters = 0;
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) == cudaSuccess && clusters > 0) {
+        limit = kMaxClusterSplits;
+      }
+    }
+    cudaGetLastError();  // a refused query is not an error of the next launch
+    cached.store(limit, std::memory_order_relaxed);
+  }
+  return limit;
+}
+
+int MaxClusterSplits(DType dtype, int64_t head_dim, cudaStream_t stream) {
+  int limit = 1;
+  DispatchFloat(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    if constexpr (!std::is_same_v<T, float>) {
+      limit = head_dim == 64    ? MaxClusterSplits<T, 64>(stream)
+              : head_dim == 128 ? MaxClusterSplits<T, 128>(stream)
+                                : MaxClusterSplits<T, 256>(stream);
+    }
+  });
+  return limit;
 }
 
 template <typename T, int D>
 void LaunchFlash(bool decode, const AttentionParams& params, dim3 grid, cudaStream_t stream) {
   if (decode) {
-    Launch(FlashAttentionKernel<T, D, 1, true>, grid, FlashShape<D, 1, true>::kSmemBytes, stream, params);
+    Launch(FlashAttentionKernel<T, D, 1, true>, grid, FlashShape<D, 1, true>::kSmemBytes, stream, params,
+           params.cluster_merge ? static_cast<unsigned>(params.num_splits) : 1u);
   } else {
     Launch(FlashAttentionKernel<T, D, PrefillFrags(D), false>, grid,
            FlashShape<D, PrefillFrags(D), false>::kSmemBytes, stream, params);
@@ -828,8 +930,9 @@ void QkNormRotaryKvWrite(Tensor& qkv, int64_t num_heads, int64_t num_kv_heads, c
   LATTICE_CHECK(blocks < (int64_t{1} << 31));
   DispatchFloat(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    QkNormRotaryKvWriteKernel<T><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
-        MutablePtr<T>(qkv), num_tokens, static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+    LaunchKernel(
+        LaunchMode::kProgrammatic, QkNormRotaryKvWriteKernel<T>, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0,
+        stream, MutablePtr<T>(qkv), num_tokens, static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
         static_cast<int>(head_dim), q_norm.defined() ? Ptr<T>(q_norm) : nullptr,
         k_norm.defined() ? Ptr<T>(k_norm) : nullptr, eps, Ptr<int32_t>(positions), Ptr<float>(inv_freq),
         static_cast<int>(inv_freq.dim(1)), freq_rows.defined() ? Ptr<int32_t>(freq_rows) : nullptr, rope_scale,
@@ -905,7 +1008,12 @@ void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cach
   LATTICE_CHECK(row_tiles * kMaxSplits < (int64_t{1} << 31));
   params.num_row_tiles = static_cast<int32_t>(row_tiles);
   params.num_splits = ChooseSplits(row_tiles * num_kv_heads * num_seqs, metadata.max_seq_len);
-  if (params.num_splits > 1) {
+  // Short decode bounds: at most a cluster's worth of splits, merged in the cluster.
+  if (decode && tensor_cores && params.num_splits > 1 && metadata.max_seq_len <= kClusterMaxSeqLen) {
+    params.num_splits = std::min(params.num_splits, MaxClusterSplits(dtype, head_dim, stream));
+    params.cluster_merge = params.num_splits > 1 ? 1 : 0;
+  }
+  if (params.num_splits > 1 && !params.cluster_merge) {
     const int64_t rows = num_tokens * num_q_heads;
     params.partial_out = static_cast<float*>(workspace.Allocate(sizeof(float) * params.num_splits * rows * head_dim));
     params.partial_lse = static_cast<float*>(workspace.Allocate(sizeof(float) * params.num_splits * rows));
@@ -926,11 +1034,10 @@ void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cach
     } else {
       LaunchFlash<T, 256>(decode, params, grid, stream);
     }
-    if (params.num_splits > 1) {
+    if (params.num_splits > 1 && !params.cluster_merge) {
       const int64_t elements = num_tokens * num_q_heads * head_dim;
-      MergeSplitsKernel<T><<<static_cast<unsigned>((elements + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-          params);
-      LATTICE_CUDA_LAUNCH_CHECK();
+      LaunchKernel(LaunchMode::kProgrammatic, MergeSplitsKernel<T>,
+                   static_cast<unsigned>((elements + kThreads - 1) / kThreads), kThreads, 0, stream, params);
     }
   });
 }

@@ -1,6 +1,6 @@
 // What every CUDA source of kernels/cuda shares: error checks, f32 <-> storage type
-// conversion, dtype dispatch, grid sizing and a block-wide sum. Device code only
-// includes this from .cu files.
+// conversion, dtype dispatch, grid sizing, a block-wide sum and programmatic dependent
+// launch. Device code only includes this from .cu files.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,8 +8,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "base/check.h"
 #include "kernels/tensor.h"
@@ -42,6 +46,14 @@ template <>
 __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <>
 __device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
+
+// silu(gate) * up in f32, the one formula of SiluAndMul and the GEMM that fuses it (so
+// both round the same value). __fdividef: a reciprocal and a multiply instead of
+// IEEE division, within 2 ulp; for gate < -87 (divisor past 2^126) it gives 0 where
+// the exact value is below 1e-36.
+__device__ __forceinline__ float SiluMul(float gate, float up) {
+  return __fdividef(gate, 1.0f + __expf(-gate)) * up;
+}
 
 // Calls fn with a null pointer of the float dtype's element type (float, __nv_bfloat16, __half).
 template <typename Fn>
@@ -88,6 +100,110 @@ __device__ __forceinline__ float BlockSum(float value) {
   for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
   __syncthreads();
   return total;
+}
+
+// Sum over a block of any multiple of 32 threads up to 1024; every thread gets it.
+__device__ __forceinline__ float BlockSumDynamic(float value) {
+  __shared__ float partial[32];
+  value = WarpSum(value);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) partial[warp] = value;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < warps; ++w) total += partial[w];
+  __syncthreads();
+  return total;
+}
+
+// Programmatic dependent launch (Hopper and later). A kernel launched with
+// LaunchKernel(..., kProgrammatic, ...) may start while the previous kernel on the
+// stream still runs (once that one's blocks have all called LaunchDependentGrids()
+// or exited): the decode chain of small kernels then overlaps each one's launch and
+// prologue with the previous one's tail. Such a kernel must call WaitForPriorGrids()
+// in every thread before it reads anything an earlier kernel wrote or writes
+// anything an earlier kernel reads; before that it may only read constants (weights).
+// Both are no-ops in a kernel launched without the attribute and before sm_90.
+__device__ __forceinline__ void WaitForPriorGrids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void LaunchDependentGrids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Multiprocessors of the current device (cached per device).
+inline int MultiprocessorCount() {
+  static std::atomic<int> cached[64] = {};
+  int device = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
+  LATTICE_CHECK(device < 64);
+  int count = cached[device].load(std::memory_order_relaxed);
+  if (count == 0) {
+    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    cached[device].store(count, std::memory_order_relaxed);
+  }
+  return count;
+}
+
+// True when kernels on the current device may be launched programmatically: compute
+// capability 9.0 or later, unless LATTICE_CUDA_PDL=0 (a switch for A/B timings).
+inline bool ProgrammaticLaunchEnabled() {
+  static std::atomic<int> cached[64] = {};  // 0 unknown, 1 off, 2 on
+  int device = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
+  LATTICE_CHECK(device < 64);
+  int state = cached[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    int major = 0;
+    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    const char* env = std::getenv("LATTICE_CUDA_PDL");
+    const bool off = env != nullptr && std::strcmp(env, "0") == 0;
+    state = major >= 9 && !off ? 2 : 1;
+    cached[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
+
+enum class LaunchMode { kSerial, kProgrammatic };
+
+// kernel<<<grid, block, smem, stream>>>(args...), checked; with kProgrammatic (and
+// ProgrammaticLaunchEnabled()) it may overlap the previous kernel on the stream (see
+// WaitForPriorGrids). Stream capture records that as a programmatic graph edge. With
+// cluster_x > 1, consecutive blocks along x form thread-block clusters of that size.
+template <typename... Params, typename... Args>
+void LaunchKernelInClusters(LaunchMode mode, unsigned cluster_x, void (*kernel)(Params...), dim3 grid, dim3 block,
+                            size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2]{};
+  unsigned count = 0;
+  if (mode == LaunchMode::kProgrammatic && ProgrammaticLaunchEnabled()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
+  }
+  if (cluster_x > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = cluster_x;
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count].val.clusterDim.z = 1;
+    ++count;
+  }
+  config.attrs = count > 0 ? attributes : nullptr;
+  config.numAttrs = count;
+  LATTICE_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+template <typename... Params, typename... Args>
+void LaunchKernel(LaunchMode mode, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                  Args&&... args) {
+  LaunchKernelInClusters(mode, 1, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 template <typename T>

@@ -7,6 +7,7 @@
 #include "base/check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/ops.h"
 
 #define LATTICE_CUBLAS_CHECK(expr)                                                               \
   do {                                                                                           \
@@ -20,6 +21,13 @@ namespace {
 
 // Hopper's cuBLASLt kernels want up to 32 MiB for split-K and stream-K variants.
 constexpr size_t kWorkspaceBytes = 32u << 20;
+// The skinny kernel wins unless cuBLASLt is faster alone by more than this: in a step
+// it also overlaps its predecessor's tail (programmatic launch: its first weight loads
+// and its launch latency, ~1.5 us a launch on an H200), which timing it alone cannot
+// show. Without the allowance a 1% timing difference on gate_up at M = 1 picked
+// cuBLASLt, which the step then paid for.
+constexpr float kSkinnyMargin = 1.03f;
+constexpr float kSkinnyOverlapMs = 1.5e-3f;
 
 cudaDataType_t CudaType(DType dtype) {
   switch (dtype) {
@@ -101,40 +109,36 @@ const Gemm::Plan& Gemm::PlanFor(const Key& key) {
   return *plans_.emplace(key, std::move(plan)).first->second;
 }
 
-bool Gemm::SkinnyWins(const Key& key, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out,
-                      cudaStream_t stream) {
-  auto it = skinny_wins_.find(key);
-  if (it != skinny_wins_.end()) return it->second;
+bool Gemm::SkinnyWins(const Key& key, std::map<Key, bool>& decisions, cudaStream_t stream,
+                      const std::function<void()>& skinny, const std::function<void()>& other) {
+  auto it = decisions.find(key);
+  if (it != decisions.end()) return it->second;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   LATTICE_CHECK(cudaStreamIsCapturing(stream, &capturing) == cudaSuccess);
   if (capturing != cudaStreamCaptureStatusNone) return false;
-  // Both compute the same `out`; the caller's launch overwrites it again.
-  auto time = [&](bool skinny) {
+  // Both compute the same output; the caller's launch overwrites it again. Three
+  // launches a sample, so that launch latency weighs less than in a lone launch.
+  constexpr int kLaunches = 3;
+  auto time = [&](const std::function<void()>& fn) {
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     float best = 1e30f;
     for (int i = 0; i < 4; ++i) {
       cudaEventRecord(start, stream);
-      if (skinny) {
-        SkinnyGemm(x, w, bias, out, stream);
-      } else {
-        skinny_ = Skinny::kNever;
-        Linear(x, w, bias, out, stream);
-        skinny_ = Skinny::kAuto;
-      }
+      for (int j = 0; j < kLaunches; ++j) fn();
       cudaEventRecord(stop, stream);
       cudaEventSynchronize(stop);
       float ms = 0;
       cudaEventElapsedTime(&ms, start, stop);
-      if (i > 0) best = std::min(best, ms);  // the first run pays for plans and caches
+      if (i > 0) best = std::min(best, ms / kLaunches);  // the first run pays for plans and caches
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
     return best;
   };
-  const bool wins = time(true) < time(false);
-  skinny_wins_[key] = wins;
+  const bool wins = time(skinny) < kSkinnyMargin * time(other) + kSkinnyOverlapMs;
+  decisions[key] = wins;
   return wins;
 }
 
@@ -149,10 +153,17 @@ void Gemm::Linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   if (m == 0 || n == 0) return;
   const bool has_bias = bias.defined();
   const Key key{m, n, k, static_cast<int>(x.dtype()), static_cast<int>(out.dtype()), has_bias};
-  if (skinny_ != Skinny::kNever && SkinnyGemmApplies(x, w, out) &&
-      (skinny_ == Skinny::kAlways || SkinnyWins(key, x, w, bias, out, stream))) {
-    SkinnyGemm(x, w, bias, out, stream);
-    return;
+  if (skinny_ != Skinny::kNever && SkinnyGemmApplies(x, w, out)) {
+    auto skinny = [&] { SkinnyGemm(x, w, bias, out, stream); };
+    auto cublas = [&] {
+      skinny_ = Skinny::kNever;
+      Linear(x, w, bias, out, stream);
+      skinny_ = Skinny::kAuto;
+    };
+    if (skinny_ == Skinny::kAlways || SkinnyWins(key, skinny_wins_, stream, skinny, cublas)) {
+      skinny();
+      return;
+    }
   }
   const Plan& plan = PlanFor(key);
   if (has_bias) {
@@ -166,6 +177,30 @@ void Gemm::Linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   LATTICE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.op, &alpha, w.raw_data(), plan.a, x.raw_data(), plan.b, &beta,
                                       out.raw_data(), plan.c, out.raw_data(), plan.c, &plan.algo,
                                       workspace_->data(), kWorkspaceBytes, stream));
+}
+
+void Gemm::LinearSiluAndMul(const Tensor& gate_up, const Tensor& w, const Tensor& bias, Tensor& act, Tensor& out,
+                            cudaStream_t stream) {
+  LATTICE_CHECK(gate_up.ndim() == 2 && w.ndim() == 2 && act.ndim() == 2 && out.ndim() == 2);
+  const int64_t m = gate_up.dim(0), k = w.dim(1), n = w.dim(0);
+  LATTICE_CHECK_MSG(gate_up.dim(1) == 2 * k && act.dim(0) == m && act.dim(1) == k && act.dtype() == gate_up.dtype(),
+                    "LinearSiluAndMul shapes: gate_up %s w %s act %s", ShapeToString(gate_up.shape()).c_str(),
+                    ShapeToString(w.shape()).c_str(), ShapeToString(act.shape()).c_str());
+  LATTICE_CHECK(out.dim(0) == m && out.dim(1) == n && gate_up.dtype() == w.dtype());
+  if (m == 0 || n == 0) return;
+  auto unfused = [&] {
+    SiluAndMul(gate_up, act, stream);
+    Linear(act, w, bias, out, stream);
+  };
+  if (skinny_ != Skinny::kNever && SkinnyGemmApplies(gate_up, w, out, SkinnyInput::kSiluAndMul)) {
+    auto fused = [&] { SkinnyGemm(gate_up, w, bias, out, stream, SkinnyInput::kSiluAndMul); };
+    const Key key{m, n, k, static_cast<int>(w.dtype()), static_cast<int>(out.dtype()), bias.defined()};
+    if (skinny_ == Skinny::kAlways || SkinnyWins(key, fused_wins_, stream, fused, unfused)) {
+      fused();
+      return;
+    }
+  }
+  unfused();
 }
 
 }  // namespace lattice::cuda

@@ -1,5 +1,6 @@
 // Model plumbing on the GPU (see ops.h): the vocabulary-parallel embedding share,
 // assembling gathered logit shards, and deterministic random fills for dummy weights.
+// The two that run in every step launch programmatically (common.cuh).
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -10,6 +11,8 @@ template <typename T>
 __global__ void VocabShardEmbeddingKernel(const int32_t* __restrict__ ids, const T* __restrict__ table,
                                           int64_t first_row, int64_t rows, int64_t tokens, int64_t hidden,
                                           T* __restrict__ out) {
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -21,6 +24,8 @@ __global__ void VocabShardEmbeddingKernel(const int32_t* __restrict__ ids, const
 template <typename T>
 __global__ void AssembleLogitsKernel(const T* __restrict__ shards, int64_t rows, int64_t shard_width,
                                      int64_t vocab, float* __restrict__ out) {
+  WaitForPriorGrids();
+  LaunchDependentGrids();
   const int64_t n = rows * vocab;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -63,10 +68,10 @@ void VocabShardEmbedding(const Tensor& ids, const Tensor& table, int64_t first_r
   if (out.numel() == 0) return;
   DispatchFloat(table.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    VocabShardEmbeddingKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(
-        Ptr<int32_t>(ids), Ptr<T>(table), first_row, table.dim(0), out.dim(0), out.dim(1), MutablePtr<T>(out));
+    LaunchKernel(LaunchMode::kProgrammatic, VocabShardEmbeddingKernel<T>, GridFor(out.numel(), 256), 256, 0, stream,
+                 Ptr<int32_t>(ids), Ptr<T>(table), first_row, table.dim(0), out.dim(0), out.dim(1),
+                 MutablePtr<T>(out));
   });
-  LATTICE_CUDA_LAUNCH_CHECK();
 }
 
 void AssembleLogits(const Tensor& shards, int tp, int64_t vocab, Tensor& out, cudaStream_t stream) {
@@ -77,10 +82,9 @@ void AssembleLogits(const Tensor& shards, int tp, int64_t vocab, Tensor& out, cu
   if (out.numel() == 0) return;
   DispatchFloat(shards.dtype(), [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    AssembleLogitsKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(Ptr<T>(shards), rows, width, vocab,
-                                                                          MutablePtr<float>(out));
+    LaunchKernel(LaunchMode::kProgrammatic, AssembleLogitsKernel<T>, GridFor(out.numel(), 256), 256, 0, stream,
+                 Ptr<T>(shards), rows, width, vocab, MutablePtr<float>(out));
   });
-  LATTICE_CUDA_LAUNCH_CHECK();
 }
 
 void OffsetIds(Tensor& ids, int32_t offset, cudaStream_t stream) {

@@ -2,6 +2,9 @@
 // the same contracts. Tensors live on the device; activations are bf16, f16 or f32
 // (all of one op's float tensors share a dtype), math is in f32. Every launch is on
 // `stream` and checked; nothing calls cudaMalloc: scratch comes from a Workspace.
+// On Hopper most ops launch programmatically (common.cuh): each may start while the
+// previous kernel on the stream still runs, and the norms and GEMMs read their weights
+// before waiting for it, so the kernel just before them must not write those.
 // Launch shapes depend only on host-side sizes (and the upper bounds in the metadata),
 // never on device data, so decode steps can be captured in CUDA graphs.
 #pragma once
@@ -84,8 +87,9 @@ struct PagedAttentionMetadata {
 // h reads KV head h / (Hq / Hkv); softmax in f32. q: the first Hq * D columns of each
 // row of `q` [T, row_stride] (so the fused qkv tensor can be passed as is).
 // out [T, Hq, D]. Decode steps (max_query_len == 1) split long contexts over several
-// blocks and merge the partial softmaxes (scratch from `workspace`); longer chunks use
-// a flash-style tiled kernel.
+// blocks and merge the partial softmaxes (within a thread-block cluster for bounds up
+// to 4096 keys in 16 bits, else with scratch from `workspace`); longer chunks use a
+// flash-style tiled kernel.
 void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                     const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window, Tensor& out,
                     Workspace& workspace, cudaStream_t stream = nullptr);

@@ -410,6 +410,26 @@ TEST(CudaAttention, PagedAttentionLongContextDecodeSplitsMatchTheCpu) {
   for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
 }
 
+TEST(CudaAttention, PagedAttentionClusterMergedDecodeMatchesTheCpu) {
+  // Decode on tensor cores with bounds up to 4096 keys merges its splits inside a
+  // thread-block cluster (up to 16 splits, 2..8 at larger batches, odd sizes too);
+  // empty splits (short sequences under a long bound) carry no weight.
+  ASSERT_GT(cuda::DeviceCount(), 0);
+  std::vector<Seq> eight, three;
+  for (int i = 0; i < 8; ++i) eight.push_back({1, 1025});
+  for (int i = 0; i < 3; ++i) three.push_back({1, 700 + 300 * i});
+  const AttentionCase cases[] = {
+      {"llama-8b batch 1", 32, 8, 128, 16, 0, {{1, 1025}}, 0, 63},
+      {"llama-8b batch 8", 32, 8, 128, 16, 0, eight, 0, 63},
+      {"3 seqs gqa4 d128", 8, 2, 128, 16, 0, three},
+      {"short under a 4000 bound d64", 4, 1, 64, 16, 0, {{1, 2}, {1, 90}}, 0, 4000},
+      {"d256 window 300", 4, 2, 256, 16, 300, {{1, 1500}}},
+      {"mqa d128 bs32", 8, 1, 128, 32, 0, {{1, 3000}, {1, 64}}},
+  };
+  int seed = 5500;
+  for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+}
+
 TEST(CudaAttention, PagedAttentionCapturedGraphReplaysWithNewLengths) {
   // Captured once with bounds; replayed after the lengths on the device change.
   ASSERT_GT(cuda::DeviceCount(), 0);

@@ -39,7 +39,9 @@ TEST(CudaOps, RmsNormAndFusedAddMatchTheCpu) {
   ASSERT_GT(cuda::DeviceCount(), 0);
   for (DType dtype : kDTypes) {
     for (int64_t rows : {1, 7, 33}) {
-      for (int64_t hidden : {1, 7, 33, 769, 5125}) {
+      // Odd sizes take the strided kernel; multiples of 8 the register-resident one with
+      // 1, 2 and 4 vectors a thread (4096 is Llama's), 16392 bf16/f16 is past it.
+      for (int64_t hidden : {1, 7, 33, 769, 5125, 8, 264, 4096, 8200, 16392}) {
         const std::string what = std::string(DTypeName(dtype)) + " " + std::to_string(rows) + "x" +
                                  std::to_string(hidden);
         const Tensor x = Rounded(Random({rows, hidden}, 1), dtype);

@@ -482,9 +482,8 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
     if (!l.moe) {
       Tensor gate_up = ws.Empty(dtype, {t, l.gate_up_w.dim(0)});
       gemm_.Linear(hidden, l.gate_up_w, l.gate_up_b, gate_up, stream_);
-      Tensor act = ws.Empty(dtype, {t, l.gate_up_w.dim(0) / 2});
-      cuda::SiluAndMul(gate_up, act, stream_);
-      gemm_.Linear(act, l.down_w, tp_rank0 ? l.down_b : Tensor(), hidden, stream_);
+      Tensor act = ws.Empty(dtype, {t, l.gate_up_w.dim(0) / 2});  // unused where the GEMM fuses SiLU-and-mul
+      gemm_.LinearSiluAndMul(gate_up, l.down_w, tp_rank0 ? l.down_b : Tensor(), act, hidden, stream_);
     } else {
       Tensor router_logits = ws.Empty(dtype, {t, c.num_experts});
       gemm_.Linear(hidden, l.router_w, Tensor(), router_logits, stream_);
@@ -498,9 +497,8 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
         Tensor gate_up = ws.Empty(dtype, {t, l.shared_gate_up_w.dim(0)});
         gemm_.Linear(hidden, l.shared_gate_up_w, Tensor(), gate_up, stream_);
         Tensor act = ws.Empty(dtype, {t, l.shared_gate_up_w.dim(0) / 2});
-        cuda::SiluAndMul(gate_up, act, stream_);
         Tensor shared = ws.Empty(dtype, {t, h});
-        gemm_.Linear(act, l.shared_down_w, Tensor(), shared, stream_);
+        gemm_.LinearSiluAndMul(gate_up, l.shared_down_w, Tensor(), act, shared, stream_);
         Tensor gate = ws.Empty(dtype, {t, 1});
         gemm_.Linear(hidden, l.shared_gate_w, Tensor(), gate, stream_);
         // The gate is the same on every rank, so gating each rank's partial sum is exact.
@@ -531,6 +529,7 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
     gathered = ws.Empty(DType::kF32, {tp.size() * r, vocab_rows_});
     tp.AllGather(head, gathered);
   }
+  if (tp.size() == 1 && vocab_rows_ == c.vocab_size) return head;  // already [r, vocab] in order
   Tensor logits = ws.Empty(DType::kF32, {r, c.vocab_size});
   cuda::AssembleLogits(gathered, tp.size(), c.vocab_size, logits, stream_);
   return logits;
@@ -718,7 +717,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& co
   if (cuda::DeviceCount() == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
   absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
-  LATTICE_CUDA_OK(cudaSetDevice(0));
+  LATTICE_CUDA_OK(cudaSetDevice(std::max(options.gpu, 0) % cuda::DeviceCount()));
   cudaStream_t stream = nullptr;
   LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
@@ -743,7 +742,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelCon
   absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
   // Ranks of one host take its GPUs in order (a TP group is consecutive ranks).
-  LATTICE_CUDA_OK(cudaSetDevice(rank % gpus));
+  LATTICE_CUDA_OK(cudaSetDevice((options.gpu >= 0 ? options.gpu : rank) % gpus));
   cudaStream_t stream = nullptr;
   LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
