@@ -244,7 +244,18 @@ def main():
     p.add_argument("--bench-arg", action="append", default=[], help="extra `lattice bench serve` argument")
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True)
+    p.add_argument("--replot", help="redraw the plots of an existing sweep.csv into --out (no runs)")
     args = p.parse_args()
+    if args.replot:
+        os.makedirs(args.out, exist_ok=True)
+        with open(args.replot) as f:
+            rows = [{k: (float(v) if re.fullmatch(r"-?[0-9.e+-]+", v or "") and k not in ("layout", "rate") else v)
+                     for k, v in r.items()} for r in csv.DictReader(f)]
+        for r in rows:
+            for k in ("tp", "pp", "dp", "ep", "mb", "world", "steps"):
+                r[k] = int(r[k])
+        plot(rows, args.out, args.title or os.path.basename(os.path.dirname(os.path.abspath(args.replot))))
+        return
     os.makedirs(args.out, exist_ok=True)
     args.commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip() or os.environ.get("LATTICE_COMMIT", "unknown")
