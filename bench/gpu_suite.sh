@@ -123,7 +123,7 @@ for part in "$@"; do
       LATTICE_COMMIT=$git_commit timeout 580 python3 bench/scaling/sweep.py --lattice "$bin/lattice" --model $model \
         --device cuda --serve-arg=--load-format --serve-arg=dummy --serve-arg=--max-num-batched-tokens \
         --serve-arg=8192 --layouts $layouts --rates 8 32 inf --num-prompts 200 --input-len 512 --output-len 128 \
-        --time-limit 60 --out "$out/$part" 2>&1 | tail -20
-      cp "$out/$part/sweep.csv" "$out/${part}.csv" 2>/dev/null; cp "$out/$part/report.md" "$out/${part}.md" 2>/dev/null ;;
+        --time-limit 60 --out "/tmp/$part" 2>&1 | tail -20
+      cp "/tmp/$part/sweep.csv" "$out/${part}.csv"; cp "/tmp/$part/report.md" "$out/${part}.md"; tail -5 /tmp/$part/serve.log ;;
   esac
 done
