@@ -215,4 +215,10 @@ T* MutablePtr(const Tensor& t) {
   return static_cast<T*>(t.raw_data());
 }
 
+// Aborts unless `t` is a defined device tensor of `dtype`, naming it.
+inline void CheckDeviceTensor(const Tensor& t, DType dtype, const char* name) {
+  LATTICE_CHECK_MSG(t.defined() && t.device() == Device::kCuda, "%s must be a device tensor", name);
+  LATTICE_CHECK_MSG(t.dtype() == dtype, "%s has dtype %s", name, std::string(DTypeName(t.dtype())).c_str());
+}
+
 }  // namespace lattice::cuda

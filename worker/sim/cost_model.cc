@@ -240,10 +240,10 @@ StageCost CostModel::Stage(int stage, const std::vector<std::vector<SeqWork>>& w
   for (int layer = first_layer_[stage]; layer < end_layer_[stage]; ++layer) {
     const LayerShape s = Shape(layer);
     // Attention and the dense parts per DP rank; the slowest sets the layer's pace.
+    const double params =
+        (s.attention_weight_bytes + s.mlp_weight_bytes + s.router_bytes + s.shared_expert_bytes) / b;
     double dense = 0, attention = 0;
     for (int r = 0; r < ndp; ++r) {
-      const double params = (s.attention_weight_bytes + s.mlp_weight_bytes + s.router_bytes +
-                             s.shared_expert_bytes) / b;
       dense = std::max(dense, std::max((params * b) / bandwidth, 2 * params * tokens[r] / flops));
       double kv_bytes = 0, keys = 0;
       if (r < static_cast<int>(work.size())) {
