@@ -11,7 +11,9 @@
 //     back-to-back launches over enough weight copies (>= 1 GiB) that L2 holds none,
 //     replayed as one CUDA graph as a decode step runs them: weight bytes per second
 //     against the copy bandwidth.
-// `lattice_kernel_bench --decode` runs only the decode benchmarks. One JSON object per line.
+// `lattice_kernel_bench --decode` runs only the decode benchmarks, `--prefill` only the
+// prefill attention ones (LATTICE_ATTENTION_SM90=0 times the mma.sync kernel instead of
+// the Hopper one). One JSON object per line.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -191,8 +193,7 @@ void BenchSkinnyGraph(double bandwidth) {
 
 // Sequences of `q_len` new tokens each over `context` tokens, blocks laid out in order.
 void BenchAttention(const char* name, int num_seqs, int q_len, int context, int heads, int kv_heads, int head_dim,
-                    double bandwidth) {
-  const int block_size = 16;
+                    double bandwidth, int block_size = 16) {
   const int blocks_per_seq = (context + block_size - 1) / block_size;
   const int tokens = num_seqs * q_len;
   Tensor q = RandomDevice(DType::kBF16, {tokens, static_cast<int64_t>(heads) * head_dim}, 5);
@@ -220,10 +221,11 @@ void BenchAttention(const char* name, int num_seqs, int q_len, int context, int 
     cuda::PagedAttention(q, k_cache, v_cache, metadata, scale, 0, out, workspace);
   });
   nlohmann::json line = {{"bench", name},   {"seqs", num_seqs},      {"q_len", q_len}, {"context", context},
-                         {"heads", heads},  {"kv_heads", kv_heads}, {"head_dim", head_dim}, {"ms", ms}};
+                         {"heads", heads},  {"kv_heads", kv_heads}, {"head_dim", head_dim}, {"block_size", block_size}, {"ms", ms}};
   if (q_len > 1) {
-    // Causal prefill from an empty cache: about half of the S x S scores.
-    const double flops = 4.0 * num_seqs * static_cast<double>(q_len) * context / 2 * heads * head_dim;
+    // Causal: query i of q_len sees context - q_len + i + 1 keys (about half of the
+    // S x S scores of a prefill from an empty cache).
+    const double flops = 4.0 * num_seqs * static_cast<double>(q_len) * (context - q_len / 2.0) * heads * head_dim;
     line["tflops"] = flops / (ms * 1e-3) / 1e12;
   } else {
     const double bytes = 2.0 * num_seqs * static_cast<double>(context) * kv_heads * head_dim * 2;
@@ -234,18 +236,30 @@ void BenchAttention(const char* name, int num_seqs, int q_len, int context, int 
   Print(line);
 }
 
-int Main(bool decode_only) {
+void BenchPrefillAttention(double bandwidth) {
+  for (int s : {1024, 4096, 8192}) BenchAttention("prefill_attention", 1, s, s, 32, 8, 128, bandwidth);
+  BenchAttention("prefill_attention", 4, 2048, 2048, 32, 8, 128, bandwidth);
+  // Chunked prefill: chunks of 512 and 2048 new tokens on top of cached context.
+  BenchAttention("prefill_attention", 4, 512, 4096, 32, 8, 128, bandwidth);
+  BenchAttention("prefill_attention", 1, 2048, 16384, 32, 8, 128, bandwidth);
+  BenchAttention("prefill_attention", 1, 8192, 8192, 32, 8, 128, bandwidth, 64);  // larger KV blocks
+}
+
+int Main(bool decode_only, bool prefill_only) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const double bandwidth = MeasureCopyBandwidth();
   Print({{"device", prop.name}, {"copy_bandwidth_gbps", bandwidth / 1e9}});
+  if (prefill_only) {
+    BenchPrefillAttention(bandwidth);
+    return 0;
+  }
   BenchSkinnyGraph(bandwidth);
   for (int b : {1, 8, 64, 256}) BenchAttention("decode_attention", b, 1, 1024, 32, 8, 128, bandwidth);
   if (decode_only) return 0;
   BenchGemm();
   BenchSkinny(bandwidth);
-  for (int s : {1024, 4096, 8192}) BenchAttention("prefill_attention", 1, s, s, 32, 8, 128, bandwidth);
-  BenchAttention("prefill_attention", 4, 2048, 2048, 32, 8, 128, bandwidth);
+  BenchPrefillAttention(bandwidth);
   BenchAttention("decode_attention", 1, 1, 32768, 32, 8, 128, bandwidth);
   return 0;
 }
@@ -254,5 +268,6 @@ int Main(bool decode_only) {
 }  // namespace lattice
 
 int main(int argc, char** argv) {
-  return lattice::Main(argc > 1 && std::strcmp(argv[1], "--decode") == 0);
+  return lattice::Main(argc > 1 && std::strcmp(argv[1], "--decode") == 0,
+                       argc > 1 && std::strcmp(argv[1], "--prefill") == 0);
 }

@@ -18,6 +18,8 @@
 // calls of at most 16 rows per KV head (decode: the G heads of one token) split each
 // 64-key tile over the 4 warps; longer ones give each warp 32 rows (16 at D = 256).
 // f32 and other head dims run on a CUDA-core kernel that stages K/V tiles as f32.
+// On Hopper, prefill-shaped calls go to the wgmma kernel of attention_prefill_sm90.cu
+// first; what it declines (see there) runs here.
 #include <atomic>
 #include <cmath>
 
@@ -27,6 +29,13 @@
 #include "kernels/cuda/ops.h"
 
 namespace lattice::cuda {
+
+// attention_prefill_sm90.cu: launches the Hopper prefill kernel and returns true, or
+// returns false (launching nothing) for a call it does not take.
+bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tensor& k_cache, const Tensor& v_cache,
+                               const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window,
+                               Tensor& out, cudaStream_t stream);
+
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
@@ -885,6 +894,10 @@ void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cach
   // tile over the warps; longer ones give each warp its own rows.
   const int64_t max_rows = static_cast<int64_t>(metadata.max_query_len) * params.group;
   const bool decode = max_rows <= 16;
+  if (tensor_cores && !decode &&
+      PagedPrefillAttentionSm90(q, q_row_stride, k_cache, v_cache, metadata, scale, sliding_window, out, stream)) {
+    return;
+  }
   const int rows_per_cta = !tensor_cores ? kGenericRows : decode ? 16 : 64 * PrefillFrags(head_dim);
   const int64_t row_tiles = (max_rows + rows_per_cta - 1) / rows_per_cta;
   LATTICE_CHECK(row_tiles * kMaxSplits < (int64_t{1} << 31));

@@ -1,7 +1,7 @@
 // The CUDA attention ops against the CPU reference: QkNormRotaryKvWrite against
 // cpu::RmsNorm + cpu::ApplyRotary + cpu::WriteKvCache, PagedAttention against
 // cpu::PagedAttention. Every dtype; decode batches of mixed lengths, prefill chunks on
-// top of cached tokens, MHA/GQA/MQA, head dims 8..256, block sizes 16 and 32, sliding
+// top of cached tokens, MHA/GQA/MQA, head dims 8..256, block sizes 16 to 256, sliding
 // windows, launch bounds above the real maxima, long contexts split over many CTAs and
 // a captured CUDA graph replayed with new lengths. Outputs are poisoned with NaN;
 // cache slots no sequence owns and unused block-table entries (block 0) hold NaN, so a
@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -382,6 +383,33 @@ TEST(CudaAttention, PagedAttentionPrefillMatchesTheCpu) {
   };
   int seed = 3000;
   for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+}
+
+TEST(CudaAttention, PagedAttentionHopperPrefillMatchesTheCpu) {
+  // Shapes for the wgmma prefill kernel (attention_prefill_sm90.cu; elsewhere the
+  // mma.sync one): 128-row tiles of packed (token, head) rows over 128-key tiles (64 at
+  // D = 256) loaded by TMA boxes of one KV block, or of one tile when blocks are larger.
+  // Lengths off the tiles, chunks on cached context, blocks the last tile only partly
+  // covers (their tail slots hold NaN), groups of 1..16 (3: rows cross tokens unevenly).
+  ASSERT_GT(cuda::DeviceCount(), 0);
+  // Smaller grids than the GPU's multiprocessor count go to the split mma.sync kernel
+  // unless the Hopper kernel is forced.
+  setenv("LATTICE_ATTENTION_SM90", "1", 1);
+  const AttentionCase cases[] = {
+      {"gqa4 d128 777 tokens", 8, 2, 128, 16, 0, {{777, 777}}},
+      {"chunks gqa4 d128 bs32", 8, 2, 128, 32, 0, {{300, 1000}, {129, 129}, {77, 3000}, {0, 5}, {1, 40}}},
+      {"mha d128 bs64", 4, 4, 128, 64, 0, {{200, 333}, {65, 65}}},
+      {"gqa8 d128 bs256", 16, 2, 128, 256, 0, {{150, 600}, {40, 40}}},
+      {"gqa2 d64", 4, 2, 64, 16, 0, {{257, 400}, {31, 31}}},
+      {"gqa2 d256 bs128", 4, 2, 256, 128, 0, {{130, 300}, {64, 64}}},
+      {"gqa4 d128 window 200", 8, 2, 128, 16, 200, {{500, 700}, {33, 33}}},
+      {"gqa3 d128", 6, 2, 128, 16, 0, {{100, 170}, {43, 43}}},
+      {"mqa16 d64 bs32", 16, 1, 64, 32, 0, {{45, 45}, {20, 300}}},
+      {"bounds gqa4 d128", 8, 2, 128, 16, 0, {{37, 100}, {20, 20}}, 200, 3000, true},
+  };
+  int seed = 3500;
+  for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+  unsetenv("LATTICE_ATTENTION_SM90");
 }
 
 TEST(CudaAttention, PagedAttentionBoundsAboveTheMaximaMatchTheCpu) {

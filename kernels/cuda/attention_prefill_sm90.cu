@@ -1,0 +1,709 @@
+// Prefill paged attention for Hopper (sm_90a), FlashAttention-3 style: the tensor cores
+// are driven with wgmma from shared memory in 128-byte swizzled panels, fed by the TMA
+// copy engine, with producer/consumer warp specialisation.
+//
+// PagedAttention (attention.cu) hands non-decode bf16/f16 calls with head_dim 64, 128
+// or 256 and power-of-two blocks of at least 16 here (PagedPrefillAttentionSm90).
+// The rows of a CTA are those of attention.cu: (query token, query head) pairs of one KV
+// head's group, packed token-major, 128 per CTA, so the group's heads share each K/V
+// tile. A CTA is three warpgroups:
+//   - the producer (one warp) walks the CTA's key tiles through the block table: one
+//     TMA box per KV block (block_size rows, or the tile when blocks are larger; lane
+//     b issues box b), into a ring of K and V tiles (3 stages, 2 at D = 256), each
+//     stage with a "full" mbarrier (transaction bytes) and an "empty" one (consumer
+//     warps);
+//   - two consumer warpgroups of 64 rows each (setmaxnreg moves registers to them)
+//     compute S = Q K^T with wgmma from shared memory, an online softmax in the log2
+//     domain on the accumulators, and O += P V with P as the register A operand. The
+//     next tile's S GEMM is issued before this tile's P V so the softmax of one tile
+//     overlaps the tensor cores' work on the other.
+// Keys past a sequence's end come from blocks the table may not hold: whole boxes past
+// seq_len are loaded from an out-of-bounds slot (the TMA fills zeros); the rows past
+// seq_len of the last partial box are masked in S and zeroed in V before P V (0 * NaN).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
+
+namespace lattice::cuda {
+namespace {
+
+constexpr int kWarpgroupThreads = 128;
+constexpr int kPrefillThreads = 3 * kWarpgroupThreads;  // producer + 2 consumer warpgroups
+constexpr int kTileRows = 128;                           // 64 per consumer warpgroup
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;  // 40 * 128 + 232 * 256 <= 64K registers
+constexpr int kPanelRowBytes = 128;      // a row of one 64-column panel (the swizzle span)
+
+template <int D>
+struct PrefillShape {
+  static constexpr int kKeys = D <= 128 ? 128 : 64;  // keys per K/V tile
+  static constexpr int kPanels = D / 64;
+  static constexpr int kStages = D <= 128 ? 3 : 2;  // 3: 225 KB at D = 128
+  static constexpr int kQPanelBytes = kTileRows * kPanelRowBytes;
+  static constexpr int kKvGroupBytes = kPanels * 1024;  // 8 key rows x all panels
+  static constexpr int kQBytes = kPanels * kQPanelBytes;
+  static constexpr int kKvBytes = kKeys / 8 * kKvGroupBytes;  // one stage of K or of V
+  static constexpr int kBarrierOffset = kQBytes + 2 * kStages * kKvBytes;
+  static constexpr size_t kSmemBytes = kBarrierOffset + 4 * kStages * 8 + 1024;  // + alignment slack
+};
+
+struct PrefillParams {
+  const void* q;
+  int64_t q_row_stride;
+  void* out;
+  const int32_t* query_start_loc;
+  const int32_t* seq_lens;
+  const int32_t* block_tables;
+  int32_t max_blocks_per_seq;
+  int32_t block_shift;  // log2(block_size)
+  int32_t box_rows;     // keys per TMA box: min(block_size, keys per tile)
+  int32_t num_slots;    // num_blocks * block_size: a box there is out of bounds (zeros)
+  int32_t num_seqs;
+  int32_t num_q_heads;
+  int32_t num_kv_heads;
+  int32_t group;
+  int32_t num_row_tiles;
+  int32_t sliding_window;
+  float scale_log2;
+};
+
+// ---------------------------------------------------------------------------------------
+// PTX wrappers: mbarriers, TMA, wgmma.
+
+__device__ __forceinline__ uint32_t SmemAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void BarrierInit(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void BarrierExpectBytes(uint32_t bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void BarrierArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void BarrierWait(uint32_t bar, int parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// The box of a KV cache map (KvTensorMap) at slot group `group` of head `kv_head` into
+// shared memory, completing on `bar`.
+__device__ __forceinline__ void TmaLoadKv(uint32_t dst, const CUtensorMap* map, int group, int kv_head,
+                                          uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %2, %2, %3, "
+      "%4}], [%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(group), "r"(kv_head), "r"(bar)
+      : "memory");
+}
+
+// 16 bytes global -> shared, or zeros when !valid (src is then not read).
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void NamedBarrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Ordinary shared-memory stores made visible to the async proxy (wgmma, TMA).
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// wgmma shared-memory descriptor of a 128-byte-swizzled operand (1024-byte atoms of
+// 8 rows): lbo = bytes between 64-column panels along M/N (MN-major operands only),
+// sbo = bytes between groups of 8 rows.
+__device__ __forceinline__ uint64_t Descriptor(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(lbo >> 4) << 16 |
+         static_cast<uint64_t>(sbo >> 4) << 32 | uint64_t{1} << 62;
+}
+
+__device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses of registers an in-flight wgmma owns across
+// the wait that ends it.
+template <int N>
+__device__ __forceinline__ void FenceRegisters(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// m64nNk16 with f32 accumulators d: SS (A and B from shared memory, both K-major) and
+// RS (A from registers, B MN-major: V with its rows along K). `accumulate` = 0
+// overwrites d.
+#define LATTICE_WGMMA_SS_N64(TYPES) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32" TYPES " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, " \
+               "%32, %33, p, 1, 1, 0, 0;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "l"(a), "l"(b), "r"(accumulate))
+
+#define LATTICE_WGMMA_RS_N64(TYPES) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32" TYPES " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, " \
+               "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate))
+
+#define LATTICE_WGMMA_SS_N128(TYPES) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32" TYPES " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, " \
+               "%64, %65, p, 1, 1, 0, 0;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "l"(a), "l"(b), "r"(accumulate))
+
+#define LATTICE_WGMMA_RS_N128(TYPES) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32" TYPES " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, " \
+               "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate))
+
+#define LATTICE_WGMMA_RS_N256(TYPES) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32" TYPES " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+               "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+               "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+               "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+               "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, " \
+               "{%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
+                 "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
+                 "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
+                 "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
+                 "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
+                 "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
+                 "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
+                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate))
+
+template <typename T, int N>
+__device__ __forceinline__ void WgmmaSS(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate) {
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  if constexpr (N == 64) {
+    if constexpr (kBf16) LATTICE_WGMMA_SS_N64(".bf16.bf16"); else LATTICE_WGMMA_SS_N64(".f16.f16");
+  } else {
+    static_assert(N == 128);
+    if constexpr (kBf16) LATTICE_WGMMA_SS_N128(".bf16.bf16"); else LATTICE_WGMMA_SS_N128(".f16.f16");
+  }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void WgmmaRS(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  if constexpr (N == 64) {
+    if constexpr (kBf16) LATTICE_WGMMA_RS_N64(".bf16.bf16"); else LATTICE_WGMMA_RS_N64(".f16.f16");
+  } else if constexpr (N == 128) {
+    if constexpr (kBf16) LATTICE_WGMMA_RS_N128(".bf16.bf16"); else LATTICE_WGMMA_RS_N128(".f16.f16");
+  } else {
+    static_assert(N == 256);
+    if constexpr (kBf16) LATTICE_WGMMA_RS_N256(".bf16.bf16"); else LATTICE_WGMMA_RS_N256(".f16.f16");
+  }
+}
+
+// Two floats as a 16-bit pair, `lo` in the low half (the first column).
+template <typename T>
+__device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
+  uint32_t bits;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  }
+  return bits;
+}
+
+__device__ __forceinline__ float FastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------
+// The kernel. Grid: one CTA per (row tile, sequence, KV head), KV head fastest and the
+// row tiles with the most keys first. Shared memory (1024-byte aligned): Q [panel][128
+// rows][64], K and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes,
+// swizzled; mbarriers.
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kPrefillThreads, 1)
+    PrefillAttentionSm90Kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
+                               const PrefillParams p) {
+  using Shape = PrefillShape<D>;
+  constexpr int kKeys = Shape::kKeys, kStages = Shape::kStages, kPanels = Shape::kPanels;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t q_smem = (SmemAddress(smem_raw) + 1023) & ~1023u;
+  const uint32_t k_smem = q_smem + Shape::kQBytes;
+  const uint32_t v_smem = k_smem + kStages * Shape::kKvBytes;
+  const uint32_t bars = q_smem + Shape::kBarrierOffset;
+  // full_k, full_v (1 arrival + bytes), empty_k, empty_v (one per consumer warp).
+  auto barrier = [&](int kind, int stage) { return bars + 8 * (kind * kStages + stage); };
+  enum { kFullK, kFullV, kEmptyK, kEmptyV };
+
+  const int kv_head = blockIdx.x % p.num_kv_heads;
+  const int rest = blockIdx.x / p.num_kv_heads;
+  const int seq = rest % p.num_seqs;
+  const int row_tile = p.num_row_tiles - 1 - rest / p.num_seqs;
+
+  WaitForPriorGrids();
+  const int q_begin = p.query_start_loc[seq];
+  const int q_len = p.query_start_loc[seq + 1] - q_begin;
+  const int seq_len = p.seq_lens[seq];
+  const int ctx = seq_len - q_len;
+  const int group = p.group;
+  const int row_begin = row_tile * kTileRows;
+  const int row_end = min(q_len * group, row_begin + kTileRows);
+  if (row_begin >= row_end) return;
+  const int window = p.sliding_window;
+  const int pos_first = ctx + row_begin / group, pos_last = ctx + (row_end - 1) / group;
+  const int lo = window > 0 ? max(0, pos_first - window + 1) : 0;
+  const int tile_begin = lo / kKeys;
+  const int num_tiles = pos_last / kKeys + 1 - tile_begin;
+
+  const int tid = threadIdx.x, warpgroup = tid / kWarpgroupThreads, lane = tid % 32;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      BarrierInit(barrier(kFullK, s), 1);
+      BarrierInit(barrier(kFullV, s), 1);
+      BarrierInit(barrier(kEmptyK, s), 8);
+      BarrierInit(barrier(kEmptyV, s), 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    // Producer, warp 0: lane b loads box b of each tile (its slot read from the block
+    // table a tile ahead, so the read's latency hides behind the waits); lane 0 waits for
+    // the stage to be free and announces its bytes first.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+    if (tid >= 32) return;
+    const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+    const int block_mask = (1 << p.block_shift) - 1;
+    const bool loads_box = lane < kKeys / p.box_rows;
+    auto box_slot = [&](int i) {
+      const int key = (tile_begin + i) * kKeys + lane * p.box_rows;
+      return loads_box && key < seq_len ? (table[key >> p.block_shift] << p.block_shift) + (key & block_mask)
+                                        : p.num_slots;
+    };
+    int slot = box_slot(0);
+    for (int i = 0; i < num_tiles; ++i) {
+      const int stage = i % kStages, parity = ((i / kStages) & 1) ^ 1;
+      const int next_slot = i + 1 < num_tiles ? box_slot(i + 1) : 0;
+#pragma unroll
+      for (int tensor = 0; tensor < 2; ++tensor) {
+        const uint32_t full = barrier(tensor == 0 ? kFullK : kFullV, stage);
+        if (lane == 0) {
+          BarrierWait(barrier(tensor == 0 ? kEmptyK : kEmptyV, stage), parity);
+          BarrierExpectBytes(full, Shape::kKvBytes);
+        }
+        __syncwarp();
+        if (loads_box) {
+          const uint32_t dst = (tensor == 0 ? k_smem : v_smem) + stage * Shape::kKvBytes +
+                               lane * (p.box_rows / 8) * Shape::kKvGroupBytes;
+          TmaLoadKv(dst, tensor == 0 ? &k_map : &v_map, slot / 8, kv_head, full);
+        }
+      }
+      slot = next_slot;
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
+  const int cw = warpgroup - 1;  // rows [64 cw, 64 cw + 64) of the tile
+  const int wtid = tid % kWarpgroupThreads, warp = wtid / 32;
+
+  // Q: this warpgroup's 64 rows (zeros past row_end), swizzled as the TMA would.
+  {
+    const T* q = static_cast<const T*>(p.q);
+    constexpr int kChunks = D / 8;
+#pragma unroll
+    for (int i = wtid; i < 64 * kChunks; i += kWarpgroupThreads) {
+      const int r = 64 * cw + i / kChunks, c = i % kChunks, m = row_begin + r;
+      const bool valid = m < row_end;
+      const T* src = q;
+      if (valid) {
+        src = q + static_cast<int64_t>(q_begin + m / group) * p.q_row_stride +
+              static_cast<int64_t>(kv_head * group + m % group) * D + c * 8;
+      }
+      CpAsync16(q_smem + (c / 8) * Shape::kQPanelBytes + r * kPanelRowBytes + (((c % 8) ^ (r & 7)) << 4), src,
+                valid);
+    }
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+    FenceProxyAsync();
+    NamedBarrier(1 + cw, kWarpgroupThreads);
+  }
+
+  // This thread's accumulator rows: g and g + 8 of its warp's 16; padding rows take the
+  // last row's position and are never written.
+  const int g = lane / 4, t4 = lane % 4;
+  const int row0 = row_begin + 64 * cw + 16 * warp + g;
+  int pos[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) pos[h] = ctx + min(row0 + 8 * h, row_end - 1) / group;
+  const int wg_pos_first = ctx + min(row_begin + 64 * cw, row_end - 1) / group;
+  const int wg_pos_last = ctx + min(row_begin + 64 * cw + 63, row_end - 1) / group;
+
+  const uint64_t q_desc = Descriptor(q_smem + cw * 64 * kPanelRowBytes, 16, 1024);
+  const uint64_t k_desc = Descriptor(k_smem, 16, Shape::kKvGroupBytes);
+  const uint64_t v_desc = Descriptor(v_smem, 1024, Shape::kKvGroupBytes);
+  // Descriptor address fields count 16-byte units. K-major k16 step ks: 32 bytes into
+  // the 128-byte rows of panel ks / 4 (Q: panels of 128 rows; K: 1024-byte panels of
+  // each 8-key group). V k16 step kk: two 8-key groups down.
+  auto k_step = [](int ks, int panel_bytes) {
+    return static_cast<uint64_t>(((ks / 4) * panel_bytes + (ks % 4) * 32) >> 4);
+  };
+  constexpr uint64_t kStageStep = Shape::kKvBytes >> 4;
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+  float s[kKeys / 2];
+  uint32_t pa[kKeys / 16][4];
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this thread's columns only
+
+  auto issue_s = [&](int stage) {
+    WgmmaFence();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      WgmmaSS<T, kKeys>(s, q_desc + k_step(ks, Shape::kQPanelBytes),
+                        k_desc + stage * kStageStep + k_step(ks, 1024), ks > 0 ? 1 : 0);
+    }
+    WgmmaCommit();
+  };
+  auto issue_pv = [&](int stage) {
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      WgmmaRS<T, D>(o, pa[kk], v_desc + stage * kStageStep + ((2 * kk * Shape::kKvGroupBytes) >> 4), 1);
+    }
+    WgmmaCommit();
+  };
+  auto release = [&](int kind, int stage) {
+    if (lane == 0) BarrierArrive(barrier(kind, stage));
+  };
+  // Mask and exponentiate S in place (log2 units; scale > 0, so the raw max is the
+  // scaled max); corr: the factors of the old accumulators.
+  auto softmax = [&](int key0, float (&corr)[2]) {
+    const bool need_mask =
+        key0 + kKeys - 1 > wg_pos_first || (window > 0 && key0 <= wg_pos_last - window);
+    if (need_mask) {
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = key0 + 8 * j + 2 * t4 + (e & 1), at = pos[e / 2];
+          if (!(key <= at && (window <= 0 || key > at - window))) s[4 * j + e] = -INFINITY;
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float new_m = fmaxf(m_run[h], mx * p.scale_log2);
+      // A row that has seen no key yet keeps max -inf: exponentiate against 0 (all terms are 0).
+      const float base = new_m == -INFINITY ? 0.0f : new_m;
+      corr[h] = FastExp2(m_run[h] - base);
+      m_run[h] = new_m;
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kKeys / 8; ++j) {
+        s[4 * j + 2 * h] = FastExp2(fmaf(s[4 * j + 2 * h], p.scale_log2, -base));
+        s[4 * j + 2 * h + 1] = FastExp2(fmaf(s[4 * j + 2 * h + 1], p.scale_log2, -base));
+        sum += s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+      }
+      l_run[h] = l_run[h] * corr[h] + sum;
+    }
+  };
+  // P as the A fragments of the k16 steps of P V: the S accumulators of two 8-key blocks.
+  auto pack_p = [&]() {
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) pa[kk][r] = PackPair<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+    }
+  };
+  auto rescale = [&](const float (&corr)[2]) {
+    // Once the running maxima settle, most tiles change none of them: skip the rescale.
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0];
+        o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+      }
+    }
+  };
+
+  auto wait_full = [&](int kind, int stage, int parity) { BarrierWait(barrier(kind, stage), parity); };
+  float corr[2];
+  wait_full(kFullK, 0, 0);
+  issue_s(0);
+  WgmmaWait<0>();
+  FenceRegisters(s);
+  release(kEmptyK, 0);
+  softmax(tile_begin * kKeys, corr);
+  pack_p();
+  for (int i = 1; i < num_tiles; ++i) {
+    const int stage = i % kStages, prev = (i - 1) % kStages;
+    wait_full(kFullK, stage, (i / kStages) & 1);
+    wait_full(kFullV, prev, ((i - 1) / kStages) & 1);
+    issue_s(stage);
+    issue_pv(prev);
+    WgmmaWait<1>();  // S of tile i; P V of tile i - 1 still runs
+    FenceRegisters(s);
+    release(kEmptyK, stage);
+    softmax((tile_begin + i) * kKeys, corr);
+    WgmmaWait<0>();
+    FenceRegisters(o);
+    release(kEmptyV, prev);
+    rescale(corr);
+    pack_p();
+  }
+  const int last = (num_tiles - 1) % kStages;
+  wait_full(kFullV, last, ((num_tiles - 1) / kStages) & 1);
+  const int last_valid = seq_len - (tile_begin + num_tiles - 1) * kKeys;
+  if (last_valid < kKeys) {
+    // V rows past seq_len may hold anything (NaN) from a block the sequence only partly
+    // owns: zero them so that P = 0 there gives 0. Both warpgroups write the same zeros.
+    const uint32_t v_stage = v_smem + last * Shape::kKvBytes;
+    const int rows = kKeys - last_valid;
+    for (int i = wtid; i < rows * kPanels * 8; i += kWarpgroupThreads) {
+      const int r = last_valid + i / (kPanels * 8), panel = i / 8 % kPanels, chunk = i % 8;
+      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_stage + r / 8 * Shape::kKvGroupBytes +
+                                                                    panel * 1024 + r % 8 * kPanelRowBytes + chunk * 16),
+                   "r"(0)
+                   : "memory");
+    }
+    FenceProxyAsync();
+    NamedBarrier(1 + cw, kWarpgroupThreads);
+  }
+  issue_pv(last);
+  WgmmaWait<0>();
+  FenceRegisters(o);
+  LaunchDependentGrids();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = l_run[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = row0 + 8 * h;
+    if (row >= row_end) continue;
+    const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
+    T* out = static_cast<T*>(p.out) +
+             (static_cast<int64_t>(q_begin + row / group) * p.num_q_heads + kv_head * group + row % group) * D;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t4) =
+          PackPair<T>(o[4 * j + 2 * h] * inv_l, o[4 * j + 2 * h + 1] * inv_l);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host side.
+
+bool IsSm90Device() {
+  static std::atomic<int> cached[64] = {};  // 0 unknown, 1 no, 2 yes
+  int device = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
+  LATTICE_CHECK(device < 64);
+  int state = cached[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    int major = 0, minor = 0;
+    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    state = major == 9 && minor == 0 ? 2 : 1;
+    cached[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
+
+// LATTICE_ATTENTION_SM90: "0" never takes a call (A/B timings of the mma.sync kernel),
+// "1" takes every supported call, whatever its grid (tests); unset: see below.
+int Sm90Override() {
+  const char* env = std::getenv("LATTICE_ATTENTION_SM90");
+  if (env == nullptr) return -1;
+  return std::strcmp(env, "0") == 0 ? 0 : std::strcmp(env, "1") == 0 ? 1 : -1;
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    LATTICE_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                        &status));
+    LATTICE_CHECK_MSG(status == cudaDriverEntryPointSuccess && fn != nullptr, "cuTensorMapEncodeTiled not found");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// A cache [num_blocks, block_size, Hkv, D] as 5-D (64 columns, 8 slots, D / 64 panels,
+// slots / 8, Hkv): one box, `box_rows` slots of one head, lands in shared memory as
+// [box_rows / 8][panel][8 slots][64 columns], 128B-swizzled: consecutive 1024-byte
+// atoms, so a tile of boxes has one stride between its 8-key groups (for K, the wgmma
+// N direction; for V, the K direction) and one between panels.
+CUtensorMap KvTensorMap(const Tensor& cache, DType dtype, int box_rows) {
+  const int64_t slots = cache.dim(0) * cache.dim(1), heads = cache.dim(2), D = cache.dim(3);
+  const cuuint64_t row_bytes = static_cast<cuuint64_t>(heads * D * 2);
+  const cuuint64_t dims[5] = {64, 8, static_cast<cuuint64_t>(D / 64), static_cast<cuuint64_t>(slots / 8),
+                              static_cast<cuuint64_t>(heads)};
+  const cuuint64_t strides[4] = {row_bytes, kPanelRowBytes, 8 * row_bytes, static_cast<cuuint64_t>(D * 2)};
+  const cuuint32_t box[5] = {64, 8, static_cast<cuuint32_t>(D / 64), static_cast<cuuint32_t>(box_rows / 8), 1};
+  const cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult result = TensorMapEncoder()(
+      &map, dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5,
+      cache.raw_data(), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  LATTICE_CHECK_MSG(result == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (%d)", static_cast<int>(result));
+  return map;
+}
+
+template <typename T, int D>
+void LaunchPrefillSm90(const CUtensorMap& k_map, const CUtensorMap& v_map, const PrefillParams& params,
+                       unsigned ctas, cudaStream_t stream) {
+  auto kernel = PrefillAttentionSm90Kernel<T, D>;
+  LATTICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(PrefillShape<D>::kSmemBytes)));
+  LaunchKernel(LaunchMode::kProgrammatic, kernel, dim3(ctas), dim3(kPrefillThreads), PrefillShape<D>::kSmemBytes,
+               stream, k_map, v_map, params);
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tensor& k_cache, const Tensor& v_cache,
+                               const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window,
+                               Tensor& out, cudaStream_t stream) {
+  const int forced = Sm90Override();
+  if (forced == 0) return false;
+  const DType dtype = q.dtype();
+  const int64_t head_dim = out.dim(2), num_q_heads = out.dim(1), num_kv_heads = k_cache.dim(2);
+  const int64_t block_size = metadata.block_size;
+  const int64_t num_slots = k_cache.dim(0) * block_size;
+  const bool supported = (dtype == DType::kBF16 || dtype == DType::kF16) &&
+                         (head_dim == 64 || head_dim == 128 || head_dim == 256) && block_size >= 16 &&
+                         (block_size & (block_size - 1)) == 0 && num_slots < (int64_t{1} << 31) &&
+                         q_row_stride % 8 == 0 && Aligned16(q.raw_data()) && Aligned16(k_cache.raw_data()) &&
+                         Aligned16(v_cache.raw_data()) && Aligned16(out.raw_data()) && IsSm90Device();
+  if (!supported) return false;
+  const int64_t group = num_q_heads / num_kv_heads;
+  const int64_t row_tiles = (static_cast<int64_t>(metadata.max_query_len) * group + kTileRows - 1) / kTileRows;
+  const int64_t ctas = row_tiles * metadata.num_seqs * num_kv_heads;
+  // This kernel does not split a CTA's keys: a grid that would not fill the GPU once
+  // (a short chunk on a long context) runs faster on the split mma.sync kernel.
+  if (ctas < MultiprocessorCount() && forced != 1) return false;
+  LATTICE_CHECK(ctas < (int64_t{1} << 31));
+  const int keys_per_tile = head_dim <= 128 ? 128 : 64;
+
+  PrefillParams params{};
+  params.q = q.raw_data();
+  params.q_row_stride = q_row_stride;
+  params.out = out.raw_data();
+  params.query_start_loc = Ptr<int32_t>(metadata.query_start_loc);
+  params.seq_lens = Ptr<int32_t>(metadata.seq_lens);
+  params.block_tables = Ptr<int32_t>(metadata.block_tables);
+  params.max_blocks_per_seq = static_cast<int32_t>(metadata.block_tables.dim(1));
+  params.block_shift = 0;
+  while ((int64_t{1} << params.block_shift) < block_size) ++params.block_shift;
+  params.box_rows = static_cast<int32_t>(std::min<int64_t>(block_size, keys_per_tile));
+  params.num_slots = static_cast<int32_t>(num_slots);
+  params.num_seqs = metadata.num_seqs;
+  params.num_q_heads = static_cast<int32_t>(num_q_heads);
+  params.num_kv_heads = static_cast<int32_t>(num_kv_heads);
+  params.group = static_cast<int32_t>(group);
+  params.num_row_tiles = static_cast<int32_t>(row_tiles);
+  params.sliding_window = sliding_window;
+  params.scale_log2 = scale * 1.4426950408889634f;
+  const CUtensorMap k_map = KvTensorMap(k_cache, dtype, params.box_rows);
+  const CUtensorMap v_map = KvTensorMap(v_cache, dtype, params.box_rows);
+
+  DispatchFloat(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    if constexpr (!std::is_same_v<T, float>) {
+      const unsigned grid = static_cast<unsigned>(ctas);
+      if (head_dim == 64) {
+        LaunchPrefillSm90<T, 64>(k_map, v_map, params, grid, stream);
+      } else if (head_dim == 128) {
+        LaunchPrefillSm90<T, 128>(k_map, v_map, params, grid, stream);
+      } else {
+        LaunchPrefillSm90<T, 256>(k_map, v_map, params, grid, stream);
+      }
+    }
+  });
+  return true;
+}
+
+}  // namespace lattice::cuda
