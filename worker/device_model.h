@@ -76,9 +76,9 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& co
                                                            const DeviceModelOptions& options);
 
 // Rank `rank`'s shard of a multi-GPU layout on GPU rank % (visible GPUs), with NCCL
-// groups (tp, pp; ep with one DP group) rendezvousing through `store`. Every rank of
-// the layout calls it together (the groups and the profiling step are collective).
-// UNIMPLEMENTED for data-parallel attention (dp > 1 with ep > 1).
+// groups (tp, pp, ep and, for data-parallel attention, dp) rendezvousing through
+// `store`. Every rank of the layout calls it together (the groups and the profiling
+// step are collective).
 absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelConfig& config,
                                                                   const DeviceModelOptions& options,
                                                                   const RankLayout& layout, int rank,

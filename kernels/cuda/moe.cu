@@ -23,8 +23,14 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/workspace.h"
 
 namespace lattice::cuda {
 namespace {
@@ -458,6 +464,187 @@ MoeScratch ScratchFor(const MoePlan& plan, int64_t tokens, int64_t top_k, int64_
           static_cast<size_t>(tokens * top_k * hidden) * DTypeSize(dtype)};
 }
 
+// The per-expert route: 64-row tiles (the align kernel's padding is each expert's GEMM
+// height, so cuBLASLt plans are cached per multiple of 64 rows), x gathered into tile
+// order, gate/up output and activation for one chunk, the down output in tile order and
+// each pair's row in it.
+constexpr int kPerExpertBlockM = 64;
+constexpr int64_t kPerExpertChunkRows = 4096;
+// auto: per expert only when the experts' GEMMs are big enough to beat the grouped kernels
+// despite one launch per expert and the host synchronisation: on average at least 64 rows
+// per expert, and at least 8 GFLOP of gate/up + down per expert (Mixtral at 256 decode
+// tokens: 22 GFLOP; Qwen3-30B-A3B's 128 narrow experts never qualify: hundreds of tiny
+// GEMMs per layer were 10x slower than the grouped kernels).
+constexpr int64_t kPerExpertMinRows = 64;
+constexpr double kPerExpertMinFlops = 8e9;
+
+struct PerExpertScratch {
+  MoePlan plan;
+  int64_t chunk_rows;
+  size_t sorted_pairs, tile_expert, x_sorted, gate_up, act, y_sorted, pair_row;
+  size_t Total() const {
+    return sorted_pairs + tile_expert + x_sorted + gate_up + act + y_sorted + pair_row + 7 * 255;
+  }
+};
+
+PerExpertScratch PerExpertScratchFor(int64_t tokens, int64_t top_k, int64_t experts, int64_t hidden,
+                                     int64_t intermediate, DType dtype) {
+  const int64_t pairs = tokens * top_k;
+  const int64_t padded = pairs + std::min(experts, pairs) * (kPerExpertBlockM - 1);
+  const int64_t max_tiles = std::max<int64_t>(1, (padded + kPerExpertBlockM - 1) / kPerExpertBlockM);
+  const MoePlan plan{kPerExpertBlockM, max_tiles, max_tiles * kPerExpertBlockM};
+  const int64_t chunk = std::min(plan.max_rows, kPerExpertChunkRows);
+  const size_t e = DTypeSize(dtype);
+  return {plan,
+          chunk,
+          static_cast<size_t>(plan.max_rows) * sizeof(int32_t),
+          static_cast<size_t>(plan.max_tiles) * sizeof(int32_t),
+          static_cast<size_t>(plan.max_rows * hidden) * e,
+          static_cast<size_t>(chunk * 2 * intermediate) * e,
+          static_cast<size_t>(chunk * intermediate) * e,
+          static_cast<size_t>(plan.max_rows * hidden) * e,
+          static_cast<size_t>(pairs) * sizeof(int32_t)};
+}
+
+MoeRoute RouteFromEnv() {
+  static const MoeRoute route = [] {
+    const char* env = std::getenv("LATTICE_MOE_GEMM");
+    if (env == nullptr || std::strcmp(env, "auto") == 0 || *env == '\0') return MoeRoute::kAuto;
+    if (std::strcmp(env, "grouped") == 0) return MoeRoute::kGrouped;
+    if (std::strcmp(env, "per_expert") == 0) return MoeRoute::kPerExpert;
+    LATTICE_CHECK_MSG(false, "LATTICE_MOE_GEMM=%s: expected auto, grouped or per_expert", env);
+    return MoeRoute::kAuto;
+  }();
+  return route;
+}
+
+bool PerExpertRoute(MoeRoute route, int64_t tokens, int64_t top_k, int64_t experts, int64_t hidden,
+                    int64_t intermediate) {
+  if (route == MoeRoute::kAuto) route = RouteFromEnv();
+  if (route != MoeRoute::kAuto) return route == MoeRoute::kPerExpert;
+  const double rows = static_cast<double>(tokens * top_k) / static_cast<double>(experts);
+  return rows >= kPerExpertMinRows &&
+         6.0 * rows * static_cast<double>(hidden) * static_cast<double>(intermediate) >= kPerExpertMinFlops;
+}
+
+// Row r of x_sorted is x[sorted_pairs[r] / top_k] (zeros in padding rows), and
+// pair_row[pair] = r. One block per row; W is the load width (uint4 when rows are
+// 16-byte aligned, else T).
+template <typename W>
+__global__ void GatherSortedKernel(const W* __restrict__ x, const int32_t* __restrict__ sorted_pairs,
+                                   int64_t row_words, int top_k, W* __restrict__ x_sorted,
+                                   int32_t* __restrict__ pair_row) {
+  const int64_t r = blockIdx.x;
+  const int32_t pair = sorted_pairs[r];
+  W* dst = x_sorted + r * row_words;
+  if (pair < 0) {
+    W zero;
+    if constexpr (std::is_same_v<W, uint4>) {
+      zero = make_uint4(0, 0, 0, 0);
+    } else {
+      zero = FromFloat<W>(0.0f);
+    }
+    for (int64_t i = threadIdx.x; i < row_words; i += blockDim.x) dst[i] = zero;
+    return;
+  }
+  if (threadIdx.x == 0) pair_row[pair] = static_cast<int32_t>(r);
+  const W* src = x + static_cast<int64_t>(pair / top_k) * row_words;
+  for (int64_t i = threadIdx.x; i < row_words; i += blockDim.x) dst[i] = src[i];
+}
+
+// out[t] = sum over valid slots s (in slot order) of topk_weights[t * k + s] * y_sorted[pair_row[t * k + s]].
+template <typename T>
+__global__ void MoeCombineSortedKernel(const T* __restrict__ y_sorted, const int32_t* __restrict__ pair_row,
+                                       const int32_t* __restrict__ topk_ids, const float* __restrict__ topk_weights,
+                                       int64_t tokens, int top_k, int64_t hidden, int experts, T* __restrict__ out) {
+  const int64_t n = tokens * hidden;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / hidden, h = i % hidden;
+    float sum = 0.0f;
+    for (int s = 0; s < top_k; ++s) {
+      const int64_t pair = t * top_k + s;
+      const int32_t e = topk_ids[pair];
+      if (0 <= e && e < experts) sum += topk_weights[pair] * ToFloat(y_sorted[pair_row[pair] * hidden + h]);
+    }
+    out[i] = FromFloat<T>(sum);
+  }
+}
+
+// Steps 2-4 through cuBLASLt, one expert at a time (see the file comment).
+void PerExpertMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
+                  const Tensor& topk_weights, Tensor& out, Workspace& workspace, Gemm& gemm, cudaStream_t stream) {
+  const int64_t tokens = x.dim(0), hidden = x.dim(1), experts = w13.dim(0), inter = w13.dim(1) / 2;
+  const int64_t top_k = topk_ids.dim(1);
+  const DType dtype = x.dtype();
+  const PerExpertScratch scratch = PerExpertScratchFor(tokens, top_k, experts, hidden, inter, dtype);
+  const MoePlan& plan = scratch.plan;
+  auto* sorted_pairs = static_cast<int32_t*>(workspace.Allocate(scratch.sorted_pairs));
+  auto* tile_expert = static_cast<int32_t*>(workspace.Allocate(scratch.tile_expert));
+  Tensor x_sorted = workspace.Empty(dtype, {plan.max_rows, hidden});
+  Tensor gate_up = workspace.Empty(dtype, {scratch.chunk_rows, 2 * inter});
+  Tensor act = workspace.Empty(dtype, {scratch.chunk_rows, inter});
+  Tensor y_sorted = workspace.Empty(dtype, {plan.max_rows, hidden});
+  auto* pair_row = static_cast<int32_t*>(workspace.Allocate(scratch.pair_row));
+  const int max_tiles = static_cast<int>(plan.max_tiles);
+
+  MoeAlignKernel<<<1, kAlignThreads, 3 * sizeof(int32_t) * experts, stream>>>(
+      Ptr<int32_t>(topk_ids), tokens * top_k, static_cast<int>(experts), plan.block_m, max_tiles, sorted_pairs,
+      tile_expert);
+  LATTICE_CUDA_LAUNCH_CHECK();
+  std::vector<int32_t> host_tiles(max_tiles);
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(host_tiles.data(), tile_expert, sizeof(int32_t) * max_tiles,
+                                     cudaMemcpyDeviceToHost, stream));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  int used_tiles = 0;
+  while (used_tiles < max_tiles && host_tiles[used_tiles] >= 0) ++used_tiles;
+  if (used_tiles == 0) {  // every pair belongs to another rank's experts
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), stream));
+    return;
+  }
+
+  const size_t row_bytes = static_cast<size_t>(hidden) * DTypeSize(dtype);
+  if (row_bytes % 16 == 0 && Aligned16(x.raw_data()) && Aligned16(x_sorted.raw_data())) {
+    GatherSortedKernel<uint4><<<used_tiles * plan.block_m, 128, 0, stream>>>(
+        static_cast<const uint4*>(x.raw_data()), sorted_pairs, static_cast<int64_t>(row_bytes / 16),
+        static_cast<int>(top_k), static_cast<uint4*>(x_sorted.raw_data()), pair_row);
+  } else {
+    DispatchFloat(dtype, [&](auto* type) {
+      using T = std::remove_pointer_t<decltype(type)>;
+      GatherSortedKernel<T><<<used_tiles * plan.block_m, 128, 0, stream>>>(
+          Ptr<T>(x), sorted_pairs, hidden, static_cast<int>(top_k), MutablePtr<T>(x_sorted), pair_row);
+    });
+  }
+  LATTICE_CUDA_LAUNCH_CHECK();
+
+  // Each expert's tiles are one run of host_tiles.
+  for (int tile = 0; tile < used_tiles;) {
+    const int expert = host_tiles[tile];
+    int end = tile;
+    while (end < used_tiles && host_tiles[end] == expert) ++end;
+    const Tensor w13_e = w13.Slice(expert, expert + 1).View({2 * inter, hidden});
+    const Tensor w2_e = w2.Slice(expert, expert + 1).View({hidden, inter});
+    for (int64_t r = static_cast<int64_t>(tile) * plan.block_m; r < static_cast<int64_t>(end) * plan.block_m;
+         r += scratch.chunk_rows) {
+      const int64_t rows = std::min(scratch.chunk_rows, static_cast<int64_t>(end) * plan.block_m - r);
+      Tensor gu = gate_up.Slice(0, rows);
+      Tensor a = act.Slice(0, rows);
+      Tensor y = y_sorted.Slice(r, r + rows);
+      gemm.Linear(x_sorted.Slice(r, r + rows), w13_e, Tensor(), gu, stream);
+      gemm.LinearSiluAndMul(gu, w2_e, Tensor(), a, y, stream);
+    }
+    tile = end;
+  }
+
+  DispatchFloat(dtype, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    MoeCombineSortedKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(
+        Ptr<T>(y_sorted), pair_row, Ptr<int32_t>(topk_ids), Ptr<float>(topk_weights), tokens,
+        static_cast<int>(top_k), hidden, static_cast<int>(experts), MutablePtr<T>(out));
+  });
+  LATTICE_CUDA_LAUNCH_CHECK();
+}
+
 template <typename T>
 __global__ void AddKernel(const T* __restrict__ x, int64_t n, T* __restrict__ out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -502,11 +689,17 @@ void MoeTopKRouting(const Tensor& router_logits, int top_k, bool renormalize, Te
 
 size_t FusedMoeWorkspaceBytes(int64_t tokens, int64_t top_k, int64_t num_experts, int64_t hidden,
                               int64_t intermediate, DType dtype) {
-  return ScratchFor(PlanMoe(tokens, top_k, num_experts), tokens, top_k, hidden, intermediate, dtype).Total();
+  return std::max(ScratchFor(PlanMoe(tokens, top_k, num_experts), tokens, top_k, hidden, intermediate, dtype).Total(),
+                  PerExpertScratchFor(tokens, top_k, num_experts, hidden, intermediate, dtype).Total());
+}
+
+bool FusedMoeRunsPerExpert(int64_t tokens, int64_t top_k, int64_t experts, int64_t hidden, int64_t intermediate) {
+  return PerExpertRoute(MoeRoute::kAuto, tokens, top_k, experts, hidden, intermediate);
 }
 
 void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
-              const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream) {
+              const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream, Gemm* gemm,
+              MoeRoute route) {
   LATTICE_CHECK(x.device() == Device::kCuda && w13.device() == Device::kCuda && w2.device() == Device::kCuda &&
                 topk_ids.device() == Device::kCuda && topk_weights.device() == Device::kCuda &&
                 out.device() == Device::kCuda);
@@ -521,6 +714,14 @@ void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor
   LATTICE_CHECK(top_k >= 1 && topk_weights.dtype() == DType::kF32 && topk_weights.shape() == topk_ids.shape());
   LATTICE_CHECK(tokens * top_k < INT32_MAX);
   if (out.numel() == 0) return;
+
+  if (gemm != nullptr && PerExpertRoute(route, tokens, top_k, experts, hidden, inter)) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    LATTICE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) {
+      return PerExpertMoe(x, w13, w2, topk_ids, topk_weights, out, workspace, *gemm, stream);
+    }
+  }
 
   const MoePlan plan = PlanMoe(tokens, top_k, experts);
   LATTICE_CHECK(plan.max_tiles <= INT32_MAX);

@@ -19,6 +19,8 @@
 
 namespace lattice::cuda {
 
+class Gemm;
+
 // out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight. out may alias x.
 void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& out, cudaStream_t stream = nullptr);
 
@@ -139,15 +141,45 @@ void MoeTopKRouting(const Tensor& router_logits, int top_k, bool renormalize, Te
 // as cpu::FusedMoe. x, out [T, H]; w13 [E, 2I, H] (gate rows then up rows); w2 [E, H, I];
 // ids outside [0, E) are skipped (other ranks' experts under EP: pass ids minus the
 // first local expert). Tokens are permuted by expert on the device and each expert's
-// rows run as one group of a grouped GEMM; scratch from `workspace`.
+// rows run as one group of a grouped GEMM; scratch from `workspace`. Given `gemm`, large
+// calls outside graph capture run each expert's rows through cuBLASLt instead (it
+// synchronises the stream once to learn the rows per expert; see moe.cu). `route`
+// forces one of the two (kPerExpert still needs `gemm` and no capture); kAuto follows
+// LATTICE_MOE_GEMM, else the call's size.
+enum class MoeRoute { kAuto, kGrouped, kPerExpert };
 void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
-              const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream = nullptr);
+              const Tensor& topk_weights, Tensor& out, Workspace& workspace, cudaStream_t stream = nullptr,
+              Gemm* gemm = nullptr, MoeRoute route = MoeRoute::kAuto);
+// True when an eager FusedMoe call of `tokens` over `experts` local experts of
+// [hidden, intermediate] (given a Gemm, route kAuto) takes the per-expert cuBLASLt
+// route: a decode graph of that size would be slower than eager steps.
+bool FusedMoeRunsPerExpert(int64_t tokens, int64_t top_k, int64_t experts, int64_t hidden, int64_t intermediate);
 
 // The most workspace bytes one FusedMoe call takes for these sizes (tokens T, top_k,
 // num_experts E, hidden H, intermediate I, the activation dtype): the sorted pairs,
 // the tile map, the [padded rows, I] intermediate and the [T * k, H] per-pair outputs.
 size_t FusedMoeWorkspaceBytes(int64_t tokens, int64_t top_k, int64_t num_experts, int64_t hidden,
                               int64_t intermediate, DType dtype);
+
+// Expert parallelism's all-to-all dispatch (moe_dispatch.cu; the CPU's is
+// worker/layers/moe.cc). A rank dispatches the (token, slot) pairs of the tokens
+// t % tp_size == tp_rank to the owners of their experts (rank e / experts_per_rank of
+// the EP group), grouped by destination and in (token, slot) order within each.
+struct MoeDispatch {
+  Tensor send_counts;  // i32 [ep]: pairs sent to each rank
+  Tensor pair_row;     // i32 [T, k]: each pair's row of the send buffer, -1 if not dispatched here
+  Tensor send_token;   // i32 [>= T * k]: the token of each send row
+  Tensor send_expert;  // i32 [>= T * k]: the expert of each send row, local to its destination
+};
+// Fills `plan` (tensors allocated by the caller) from topk_ids i32 [T, k] (global ids).
+void MoeDispatchPlan(const Tensor& topk_ids, int tp_rank, int tp_size, int64_t experts_per_rank, int ep,
+                     MoeDispatch& plan, cudaStream_t stream = nullptr);
+// out[r, :] = x[rows[r], :] for r < out.dim(0).
+void GatherRows(const Tensor& x, const Tensor& rows, Tensor& out, cudaStream_t stream = nullptr);
+// out[t] = sum over token t's dispatched slots, in ascending expert order, of
+// topk_weights[t, s] * back[pair_row[t, s]] (f32 sums); 0 for tokens not dispatched here.
+void MoeCombineDispatched(const Tensor& back, const Tensor& pair_row, const Tensor& topk_ids,
+                          const Tensor& topk_weights, Tensor& out, cudaStream_t stream = nullptr);
 
 // out[t, :] += sigmoid(gate_logit[t]) * y[t, :]. gate_logit [T, 1]; y, out [T, H].
 void AddSigmoidGated(const Tensor& gate_logit, const Tensor& y, Tensor& out, cudaStream_t stream = nullptr);

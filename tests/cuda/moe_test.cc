@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/gemm.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace lattice {
@@ -203,16 +204,22 @@ void CheckFusedMoe(const MoeCase& c, DType dtype, const std::vector<int32_t>& id
                    const std::string& what) {
   const MoeInputs in = RandomMoeInputs(c, dtype);
   const Tensor want = CpuMoe(c, in, ids, weights);
-  // Three bytes used before: FusedMoeWorkspaceBytes must cover its own alignment.
-  cuda::Workspace workspace(
-      cuda::FusedMoeWorkspaceBytes(c.tokens, c.top_k, c.experts, c.hidden, c.inter, dtype) + 3);
-  workspace.Allocate(3);
-  Guarded out = GuardedDevice(NanHost({c.tokens, c.hidden}), dtype);
-  cuda::FusedMoe(OnDevice(in.x, dtype), OnDevice(in.w13, dtype), OnDevice(in.w2, dtype),
-                 IdsOnDevice(ids, {c.tokens, c.top_k}),
-                 cuda::ToDevice(Tensor::FromVector(weights, {c.tokens, c.top_k})), out.inner, workspace);
-  ExpectClose(want, Back(out.inner), MoeTolerance(dtype, c), what);
-  ExpectSentinelsIntact(out, what);
+  // Both routes: the grouped kernels, and cuBLASLt per expert (large eager calls).
+  cuda::Gemm gemm;
+  for (cuda::MoeRoute route : {cuda::MoeRoute::kGrouped, cuda::MoeRoute::kPerExpert}) {
+    const std::string name = what + (route == cuda::MoeRoute::kGrouped ? " (grouped)" : " (per expert)");
+    // Three bytes used before: FusedMoeWorkspaceBytes must cover its own alignment.
+    cuda::Workspace workspace(
+        cuda::FusedMoeWorkspaceBytes(c.tokens, c.top_k, c.experts, c.hidden, c.inter, dtype) + 3);
+    workspace.Allocate(3);
+    Guarded out = GuardedDevice(NanHost({c.tokens, c.hidden}), dtype);
+    cuda::FusedMoe(OnDevice(in.x, dtype), OnDevice(in.w13, dtype), OnDevice(in.w2, dtype),
+                   IdsOnDevice(ids, {c.tokens, c.top_k}),
+                   cuda::ToDevice(Tensor::FromVector(weights, {c.tokens, c.top_k})), out.inner, workspace, nullptr,
+                   &gemm, route);
+    ExpectClose(want, Back(out.inner), MoeTolerance(dtype, c), name);
+    ExpectSentinelsIntact(out, name);
+  }
 }
 
 TEST(CudaMoe, FusedMoeMatchesTheCpu) {
@@ -345,6 +352,104 @@ TEST(CudaMoe, AddSigmoidGatedAndAddMatchTheCpu) {
         cuda::Add(OnDevice(y, dtype), sum.inner);
         ExpectClose(want_sum, Back(sum.inner), Tolerance(dtype), "Add " + what);
         ExpectSentinelsIntact(sum, "Add " + what);
+      }
+    }
+  }
+}
+
+// Expert parallelism's dispatch: the plan against a host walk of the pairs in (token,
+// slot) order (the CPU layer's order), the row gather, and the combine in expert order.
+TEST(CudaMoe, DispatchPlanGatherAndCombineMatchTheHost) {
+  std::mt19937 rng(7);
+  for (int64_t tokens : {0, 1, 7, 769, 3000}) {
+    for (int top_k : {1, 2, 8}) {
+      for (int ep : {1, 2, 4, 8}) {
+        for (int tp : {1, 2}) {
+          const int experts = 16, per_rank = experts / ep, tp_rank = tp - 1;
+          const std::string what = "T=" + std::to_string(tokens) + " k=" + std::to_string(top_k) +
+                                   " ep=" + std::to_string(ep) + " tp=" + std::to_string(tp);
+          std::vector<int32_t> ids(tokens * top_k);
+          std::vector<float> weights(ids.size());
+          for (int64_t t = 0; t < tokens; ++t) {  // distinct experts per token, in random order
+            std::vector<int32_t> order(experts);
+            for (int e = 0; e < experts; ++e) order[e] = e;
+            std::shuffle(order.begin(), order.end(), rng);
+            for (int s = 0; s < top_k; ++s) {
+              ids[t * top_k + s] = order[s];
+              weights[t * top_k + s] = std::uniform_real_distribution<float>(0.1f, 1.0f)(rng);
+            }
+          }
+          // Host: counts per owner, then rows in (token, slot) order within each owner.
+          std::vector<int32_t> counts(ep, 0), want_row(ids.size(), -1);
+          for (size_t i = 0; i < ids.size(); ++i) {
+            if ((static_cast<int64_t>(i) / top_k) % tp == tp_rank) ++counts[ids[i] / per_rank];
+          }
+          std::vector<int32_t> cursor(ep, 0);
+          for (int d = 1; d < ep; ++d) cursor[d] = cursor[d - 1] + counts[d - 1];
+          const int32_t num_send = cursor[ep - 1] + counts[ep - 1];
+          std::vector<int32_t> want_token(num_send), want_expert(num_send);
+          for (size_t i = 0; i < ids.size(); ++i) {
+            if ((static_cast<int64_t>(i) / top_k) % tp != tp_rank) continue;
+            const int d = ids[i] / per_rank;
+            want_row[i] = cursor[d]++;
+            want_token[want_row[i]] = static_cast<int32_t>(i / top_k);
+            want_expert[want_row[i]] = ids[i] - d * per_rank;
+          }
+
+          const Tensor device_ids = IdsOnDevice(ids, {tokens, top_k});
+          cuda::MoeDispatch plan;
+          plan.send_counts = IdsOnDevice(std::vector<int32_t>(ep, -7), {ep});
+          plan.pair_row = IdsOnDevice(std::vector<int32_t>(ids.size(), -7), {tokens, top_k});
+          plan.send_token = IdsOnDevice(std::vector<int32_t>(ids.size(), -7), {tokens * top_k});
+          plan.send_expert = IdsOnDevice(std::vector<int32_t>(ids.size(), -7), {tokens * top_k, 1});
+          cuda::MoeDispatchPlan(device_ids, tp_rank, tp, per_rank, ep, plan);
+          const Tensor got_counts = cuda::ToHost(plan.send_counts), got_row = cuda::ToHost(plan.pair_row);
+          const Tensor got_token = cuda::ToHost(plan.send_token), got_expert = cuda::ToHost(plan.send_expert);
+          for (int d = 0; d < ep; ++d) ASSERT_EQ(got_counts.data<int32_t>()[d], counts[d]) << what << " owner " << d;
+          for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(got_row.data<int32_t>()[i], want_row[i]) << what << " pair " << i;
+          for (int32_t r = 0; r < num_send; ++r) {
+            ASSERT_EQ(got_token.data<int32_t>()[r], want_token[r]) << what << " row " << r;
+            ASSERT_EQ(got_expert.data<int32_t>()[r], want_expert[r]) << what << " row " << r;
+          }
+
+          const int64_t hidden = 72;
+          for (DType dtype : kDTypes) {
+            const Tensor x = Rounded(Random({std::max<int64_t>(tokens, 1), hidden}, 31), dtype);
+            Tensor send_x = Poisoned(dtype, {num_send, hidden});
+            cuda::GatherRows(OnDevice(x, dtype), plan.send_token, send_x);
+            const Tensor got_x = Back(send_x);
+            for (int32_t r = 0; r < num_send; ++r) {
+              for (int64_t h = 0; h < hidden; ++h) {
+                ASSERT_EQ(got_x.data<float>()[r * hidden + h], x.data<float>()[want_token[r] * hidden + h])
+                    << what << " gathered row " << r;
+              }
+            }
+            // The combine: each token's rows in ascending expert order, f32 sums.
+            const Tensor back = Rounded(Random({num_send, hidden}, 32), dtype);
+            Tensor want = Tensor::Zeros(DType::kF32, {tokens, hidden});
+            for (int64_t t = 0; t < tokens; ++t) {
+              std::vector<std::pair<int32_t, int>> slots;
+              for (int s = 0; s < top_k; ++s) {
+                if (want_row[t * top_k + s] >= 0) slots.push_back({ids[t * top_k + s], s});
+              }
+              std::sort(slots.begin(), slots.end());
+              for (int64_t h = 0; h < hidden; ++h) {
+                float sum = 0.0f;
+                for (const auto& [e, s] : slots) {
+                  sum += weights[t * top_k + s] * back.data<float>()[want_row[t * top_k + s] * hidden + h];
+                }
+                want.data<float>()[t * hidden + h] = sum;
+              }
+            }
+            Tensor device_weights = Tensor::Empty(DType::kF32, {tokens, top_k});
+            std::copy(weights.begin(), weights.end(), device_weights.data<float>());
+            Guarded out = GuardedDevice(Tensor::Zeros(DType::kF32, {tokens, hidden}), dtype);
+            cuda::MoeCombineDispatched(OnDevice(back, dtype), plan.pair_row, device_ids, cuda::ToDevice(device_weights),
+                                       out.inner);
+            ExpectClose(want, Back(out.inner), Tolerance(dtype), "MoeCombineDispatched " + what);
+            ExpectSentinelsIntact(out, "MoeCombineDispatched " + what);
+          }
+        }
       }
     }
   }

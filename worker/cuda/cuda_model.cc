@@ -134,11 +134,24 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
   std::memset(m->host, 0, m->words * 4);
   m->device = cuda::AllocateDevice(m->words * 4);
   metadata_ = std::move(m);
+  if (shard_.ep.size > 1) {
+    LATTICE_CHECK_MSG(placement.ep != nullptr && placement.ep->size() == shard_.ep.size &&
+                          placement.ep->rank() == shard_.ep.rank,
+                      "expert parallelism needs the EP group of its shard");
+    LATTICE_CHECK(config_.num_experts % shard_.ep.size == 0);
+    LATTICE_CHECK(placement.dp == nullptr || placement.ep->size() == placement.dp->size() * placement.tp->size());
+    const size_t words = static_cast<size_t>(shard_.ep.size) * shard_.ep.size + 2;
+    LATTICE_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&host_counts_), words * 4));
+  } else {
+    LATTICE_CHECK_MSG(placement.dp == nullptr || placement.dp->size() == 1,
+                      "data-parallel attention shares experts: it needs ep > 1");
+  }
 }
 
 CudaModel::~CudaModel() {
   graphs_.clear();
   if (stream_) cudaStreamSynchronize(stream_);
+  if (host_counts_) cudaFreeHost(host_counts_);
 }
 
 absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::FromShard(const DecoderModel& shard,
@@ -291,6 +304,22 @@ size_t CudaModel::ActivationBytesEstimate() const {
     bytes += cuda::FusedMoeWorkspaceBytes(t, c.num_experts_per_tok, local_experts, c.hidden_size, moe_width,
                                           options_.dtype) +
              t * c.num_experts_per_tok * 8;
+    if (shard_.ep.size > 1) {
+      // All-to-all: the send rows and their plan, and the received rows, at most every
+      // DP group's tokens times the slots one rank can own (FusedMoe takes them in chunks
+      // of T * k rows, which the line above covers).
+      const size_t k = c.num_experts_per_tok;
+      const size_t dp = placement_.dp != nullptr ? placement_.dp->size() : 1;
+      const size_t recv = dp * t * std::min<size_t>(k, local_experts);
+      bytes += (2 * t * k + 2 * recv) * c.hidden_size * e + (3 * t * k + 2 * recv) * 4 +
+               cuda::FusedMoeWorkspaceBytes(t * k, 1, local_experts, c.hidden_size, moe_width, options_.dtype) +
+               16 * 256;
+      if (dp > 1) {  // decode graphs: every DP rank's tokens gathered
+        const size_t g = dp * s;
+        bytes += 2 * g * c.hidden_size * e + g * c.num_experts * e + g * k * 8 +
+                 cuda::FusedMoeWorkspaceBytes(g, k, local_experts, c.hidden_size, moe_width, options_.dtype);
+      }
+    }
   }
   // Logits: this rank's shard, the gathered shards, f32, and the sampler's scratch.
   bytes += s * vocab_rows_ * 4 * (1 + shard_.tp.size) + s * c.vocab_size * 4 +
@@ -426,7 +455,7 @@ void CudaModel::Upload(const ForwardBatch& batch, const std::vector<SamplingRow>
 }
 
 Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows, int32_t max_query_len,
-                          int32_t max_seq_len) {
+                          int32_t max_seq_len, bool graph) {
   const ModelConfig& c = config_;
   const Metadata& m = *metadata_;
   cuda::Workspace& ws = *workspace_;
@@ -465,9 +494,21 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
     placement_.pp->Recv(both, placement_.pp->rank() - 1, kTagHiddenStates);
   }
 
-  for (size_t i = 0; i < layers_.size() && t > 0; ++i) {
+  // Under EP an empty eager step still takes its part in every MoE layer's all-to-alls
+  // (a DP rank without work, or a stage that received nothing).
+  const bool exchange_when_empty = shard_.ep.size > 1 && !graph;
+  for (size_t i = 0; i < layers_.size() && (t > 0 || exchange_when_empty); ++i) {
     const Layer& l = layers_[i];
     const size_t mark = ws.Mark();
+    if (t == 0) {
+      if (l.moe) {
+        const Tensor none = ws.Empty(dtype, {0, h});
+        Tensor out = ws.Empty(dtype, {0, h});
+        RoutedExperts(l, none, out, graph);
+      }
+      ws.Rewind(mark);
+      continue;
+    }
     cuda::FusedAddRmsNorm(hidden, residual, l.input_layernorm, eps, stream_);
     Tensor qkv = ws.Empty(dtype, {t, (num_heads_ + 2 * num_kv_heads_) * d});
     gemm_.Linear(hidden, l.qkv_w, l.qkv_b, qkv, stream_);
@@ -485,14 +526,8 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
       Tensor act = ws.Empty(dtype, {t, l.gate_up_w.dim(0) / 2});  // unused where the GEMM fuses SiLU-and-mul
       gemm_.LinearSiluAndMul(gate_up, l.down_w, tp_rank0 ? l.down_b : Tensor(), act, hidden, stream_);
     } else {
-      Tensor router_logits = ws.Empty(dtype, {t, c.num_experts});
-      gemm_.Linear(hidden, l.router_w, Tensor(), router_logits, stream_);
-      Tensor ids = ws.Empty(DType::kI32, {t, l.top_k});
-      Tensor weights = ws.Empty(DType::kF32, {t, l.top_k});
-      cuda::MoeTopKRouting(router_logits, l.top_k, l.renormalize, ids, weights, stream_);
-      if (l.first_local_expert != 0) cuda::OffsetIds(ids, -static_cast<int32_t>(l.first_local_expert), stream_);
       Tensor out = ws.Empty(dtype, {t, h});
-      cuda::FusedMoe(hidden, l.w13, l.w2, ids, weights, out, ws, stream_);
+      RoutedExperts(l, hidden, out, graph);
       if (l.shared_gate_up_w.defined()) {
         Tensor gate_up = ws.Empty(dtype, {t, l.shared_gate_up_w.dim(0)});
         gemm_.Linear(hidden, l.shared_gate_up_w, Tensor(), gate_up, stream_);
@@ -516,6 +551,7 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
   }
   // The final norm and the head, only on the rows that sample.
   const int64_t r = num_rows;
+  if (r == 0) return Tensor();  // nothing samples (an empty DP rank's step)
   const Tensor indices = m.View(m.logits_indices, DType::kI32, {r});
   Tensor selected = ws.Empty(dtype, {r, h}), selected_residual = ws.Empty(dtype, {r, h});
   cuda::Embedding(indices, hidden, selected, stream_);
@@ -533,6 +569,128 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
   Tensor logits = ws.Empty(DType::kF32, {r, c.vocab_size});
   cuda::AssembleLogits(gathered, tp.size(), c.vocab_size, logits, stream_);
   return logits;
+}
+
+// The routed experts of one MoE layer, in one of three ways:
+//   - experts TP-sliced or EP with one DP group in a graph: every rank runs its experts
+//     (ids of others' skipped) on every token of its DP group; the TP all-reduce sums;
+//   - EP, eager: the all-to-all dispatch and combine of RoutedAllToAll;
+//   - EP under DP attention, in a decode graph: the DP groups' tokens are all-gathered,
+//     each rank runs its experts on all of them and a reduce-scatter over DP returns each
+//     group its rows (the TP all-reduce completes the sum over the EP group).
+// Why graphs do not take the all-to-all: NCCL's all-to-all(v) needs the pair counts on
+// the host, and a captured graph cannot take host decisions. vLLM and SGLang users
+// expect decode under EP and DP attention to replay graphs, with every DP rank padded
+// to one batch size (vLLM's default EP exchange for this is the same all-gather /
+// reduce-scatter); a fixed-capacity padded all-to-all would send ep * capacity rows
+// for mostly empty slots, which at decode sizes costs more than the gather. Prefill and
+// mixed steps, where the gather would move every token to every rank, take the
+// all-to-all with one small count copy and sync per layer.
+void CudaModel::RoutedExperts(const Layer& l, const Tensor& hidden, Tensor& out, bool graph) {
+  const ModelConfig& c = config_;
+  cuda::Workspace& ws = *workspace_;
+  const DType dtype = options_.dtype;
+  const int64_t h = c.hidden_size;
+  Communicator* gather = graph && dp_attention() ? placement_.dp : nullptr;
+  Tensor x = hidden;
+  if (gather != nullptr) {
+    x = ws.Empty(dtype, {gather->size() * hidden.dim(0), h});
+    gather->AllGather(hidden, x);
+  }
+  const int64_t n = x.dim(0);
+  Tensor router_logits = ws.Empty(dtype, {n, c.num_experts});
+  Tensor ids = ws.Empty(DType::kI32, {n, l.top_k});
+  Tensor weights = ws.Empty(DType::kF32, {n, l.top_k});
+  if (n > 0) {
+    gemm_.Linear(x, l.router_w, Tensor(), router_logits, stream_);
+    cuda::MoeTopKRouting(router_logits, l.top_k, l.renormalize, ids, weights, stream_);
+  }
+  if (shard_.ep.size > 1 && !graph) return RoutedAllToAll(l, x, ids, weights, out);
+  if (l.first_local_expert != 0) cuda::OffsetIds(ids, -static_cast<int32_t>(l.first_local_expert), stream_);
+  if (gather == nullptr) {
+    cuda::FusedMoe(x, l.w13, l.w2, ids, weights, out, ws, stream_, &gemm_);
+    return;
+  }
+  Tensor partial = ws.Empty(dtype, {n, h});
+  cuda::FusedMoe(x, l.w13, l.w2, ids, weights, partial, ws, stream_, &gemm_);
+  gather->ReduceScatter(partial, out);
+}
+
+// As SparseMoe::RoutedExpertParallel (worker/layers/moe.cc): this rank dispatches its
+// TP share of the tokens' pairs to the experts' owners, runs the pairs it receives
+// through its experts and returns them; each token's rows are combined at its source in
+// expert order. Tokens of the other TP ranks' shares come out 0 (the TP all-reduce
+// fills them in).
+void CudaModel::RoutedAllToAll(const Layer& l, const Tensor& x, const Tensor& ids, const Tensor& weights,
+                               Tensor& out) {
+  Communicator& ep = *placement_.ep;
+  const Communicator& tp = *placement_.tp;
+  cuda::Workspace& ws = *workspace_;
+  const DType dtype = options_.dtype;
+  const int64_t t = x.dim(0), h = x.dim(1), k = l.top_k;
+  const int n = ep.size(), me = ep.rank();
+  cuda::MoeDispatch plan;
+  plan.send_counts = ws.Empty(DType::kI32, {1, n});
+  plan.pair_row = ws.Empty(DType::kI32, {t, k});
+  plan.send_token = ws.Empty(DType::kI32, {t * k});
+  plan.send_expert = ws.Empty(DType::kI32, {t * k, 1});
+  cuda::MoeDispatchPlan(ids, tp.rank(), tp.size(), config_.num_experts / n, n, plan, stream_);
+
+  // Every rank's counts to every rank, then to the host: NCCL takes host counts.
+  Tensor all_counts = ws.Empty(DType::kI32, {n, n});
+  ep.AllGather(plan.send_counts, all_counts);
+  LATTICE_CUDA_OK(cudaMemcpyAsync(host_counts_, all_counts.raw_data(), all_counts.nbytes(), cudaMemcpyDeviceToHost,
+                                  stream_));
+  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  std::vector<int64_t> send_counts(n), recv_counts(n);
+  int64_t num_send = 0, num_recv = 0;
+  for (int r = 0; r < n; ++r) {
+    send_counts[r] = host_counts_[me * n + r];
+    recv_counts[r] = host_counts_[r * n + me];
+    num_send += send_counts[r];
+    num_recv += recv_counts[r];
+  }
+
+  Tensor send_x = ws.Empty(dtype, {num_send, h});
+  cuda::GatherRows(x, plan.send_token, send_x, stream_);
+  Tensor recv_x = ws.Empty(dtype, {num_recv, h});
+  Tensor recv_expert = ws.Empty(DType::kI32, {num_recv, 1});
+  ep.AllToAllV(send_x, send_counts, recv_x, recv_counts);
+  ep.AllToAllV(plan.send_expert.Slice(0, num_send), send_counts, recv_expert, recv_counts);
+
+  // Each received row through its expert, unweighted, in chunks of at most T * k rows
+  // (what one FusedMoe call's scratch is sized for).
+  Tensor expert_out = ws.Empty(dtype, {num_recv, h});
+  Tensor ones = ws.Empty(DType::kF32, {num_recv, 1});
+  cuda::FillUniform(ones, 0, 1.0f, 1.0f, stream_);
+  const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(options_.max_num_tokens) * k);
+  for (int64_t begin = 0; begin < num_recv; begin += chunk) {
+    const int64_t end = std::min(num_recv, begin + chunk);
+    const size_t mark = ws.Mark();
+    Tensor y = expert_out.Slice(begin, end);
+    cuda::FusedMoe(recv_x.Slice(begin, end), l.w13, l.w2, recv_expert.Slice(begin, end), ones.Slice(begin, end), y,
+                   ws, stream_, &gemm_);
+    ws.Rewind(mark);
+  }
+
+  Tensor back = ws.Empty(dtype, {num_send, h});
+  ep.AllToAllV(expert_out, recv_counts, back, send_counts);
+  cuda::MoeCombineDispatched(back, plan.pair_row, ids, weights, out, stream_);
+}
+
+int32_t CudaModel::AgreeOnGraph(int32_t bucket) {
+  cuda::Workspace& ws = *workspace_;
+  const size_t mark = ws.Mark();
+  int32_t* host = host_counts_ + shard_.ep.size * shard_.ep.size;
+  host[0] = bucket < 0 ? 1 : 0;  // this rank runs eagerly
+  host[1] = std::max(bucket, 0);
+  Tensor words = ws.Empty(DType::kI32, {2});
+  LATTICE_CUDA_OK(cudaMemcpyAsync(words.raw_data(), host, 8, cudaMemcpyHostToDevice, stream_));
+  placement_.ep->AllReduce(words, ReduceOp::kMax);
+  LATTICE_CUDA_OK(cudaMemcpyAsync(host, words.raw_data(), 8, cudaMemcpyDeviceToHost, stream_));
+  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  ws.Rewind(mark);
+  return host[0] != 0 ? 0 : host[1];
 }
 
 std::vector<DeviceSample> CudaModel::SampleRows(const Tensor& logits, const std::vector<SamplingRow>& rows) {
@@ -597,6 +755,14 @@ std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const st
   const bool decode = seqs > 0 && tokens == seqs && max_query_len == 1 &&
                       static_cast<int32_t>(batch.logits_indices.size()) == seqs;
   auto graph = decode ? graphs_.lower_bound(seqs) : graphs_.end();
+  if (dp_attention()) {
+    // DP ranks replay one bucket together (an empty rank pads to it), or all step
+    // eagerly: their MoE layers exchange tokens and must match.
+    const bool eager = seqs > 0 && graph == graphs_.end();
+    const int32_t bucket = AgreeOnGraph(eager ? -1 : graph != graphs_.end() ? graph->first : 0);
+    graph = bucket > 0 ? graphs_.find(bucket) : graphs_.end();
+    LATTICE_CHECK(bucket == 0 || graph != graphs_.end());
+  }
   if (graph != graphs_.end()) {
     Upload(batch, rows, graph->first);
     LATTICE_CUDA_OK(cudaGraphLaunch(graph->second->exec, stream_));
@@ -621,17 +787,24 @@ void CudaModel::CaptureGraphs() {
   std::vector<int32_t> buckets = GraphBuckets(std::min(options_.max_num_seqs, options_.max_num_tokens));
   std::reverse(buckets.begin(), buckets.end());
   for (int32_t b : buckets) {
+    // MoE decode batches large enough for the per-expert cuBLASLt route (which learns the
+    // rows per expert on the host) run eagerly: it beats the graph-safe grouped kernels.
+    const auto moe = std::find_if(layers_.begin(), layers_.end(), [](const Layer& l) { return l.moe; });
+    if (moe != layers_.end() && cuda::FusedMoeRunsPerExpert(b, config_.num_experts_per_tok, moe->w13.dim(0),
+                                                            moe->w13.dim(2), moe->w13.dim(1) / 2)) {
+      continue;
+    }
     ForwardBatch batch;  // empty: Upload pads it to b sequences of one token
     batch.query_start_loc.push_back(0);
     Upload(batch, {}, b);
     workspace_->Reset();
     auto graph = std::make_unique<Graph>();
     // Warm up once outside the capture (cuBLASLt plans, lazy module loading).
-    Forward(b, b, b, 1, options_.max_model_len);
+    Forward(b, b, b, 1, options_.max_model_len, /*graph=*/true);
     workspace_->Reset();
     cudaGraph_t captured = nullptr;
     LATTICE_CUDA_OK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    graph->logits = Forward(b, b, b, 1, options_.max_model_len);
+    graph->logits = Forward(b, b, b, 1, options_.max_model_len, /*graph=*/true);
     LATTICE_CUDA_OK(cudaStreamEndCapture(stream_, &captured));
     graph->workspace_end = workspace_->Mark();
     LATTICE_CUDA_OK(cudaGraphInstantiate(&graph->exec, captured, 0));
@@ -736,9 +909,6 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelCon
                                                                   gloo::rendezvous::Store& store) {
   const int gpus = cuda::DeviceCount();
   if (gpus == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
-  if (layout.config().dp > 1 && layout.config().ep > 1) {
-    return absl::UnimplementedError("--device cuda: data-parallel attention (dp > 1 with ep) is not on the GPU yet");
-  }
   absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
   // Ranks of one host take its GPUs in order (a TP group is consecutive ranks).
@@ -749,8 +919,15 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelCon
   absl::StatusOr<ProcessGroups> groups = MakeNcclProcessGroups(layout, rank, store, stream);
   if (!groups.ok()) return groups.status();
   owned->groups_ = *std::move(groups);
-  const CudaPlacement placement{owned->groups_.tp.get(),
-                                layout.config().pp > 1 ? owned->groups_.pp.get() : nullptr, stream};
+  CudaPlacement placement;
+  placement.tp = owned->groups_.tp.get();
+  placement.pp = layout.config().pp > 1 ? owned->groups_.pp.get() : nullptr;
+  if (layout.config().ep > 1) {
+    // The EP group spans the stage's DP groups: with dp > 1 this is DP attention.
+    placement.ep = owned->groups_.ep.get();
+    if (layout.config().dp > 1) placement.dp = owned->groups_.dp.get();
+  }
+  placement.stream = stream;
   if (absl::Status s = Build(*owned, config, options, shard, ToCudaOptions(config, options, *dtype), placement);
       !s.ok()) {
     return s;

@@ -9,6 +9,11 @@
 // the last stage gathers logits over TP and samples on the GPU. Decode steps (every
 // sequence one new token) replay CUDA graphs captured per batch-size bucket.
 //
+// MoE under expert parallelism (ep == dp * tp) runs as SparseMoe on the CPU: eager
+// steps dispatch each (token, expert) pair to the expert's owner and back with NCCL
+// all-to-alls; decode graphs gather the DP groups' tokens instead (see RoutedExperts).
+// With dp > 1 (data-parallel attention) every DP rank steps together, an empty one too.
+//
 // Memory: InitializeCache() runs a worst-case step to learn the activations' peak, then
 // gives the KV pool what gpu_memory_utilization leaves (vLLM's rule: total * util minus
 // everything else in use). One owner thread; the device must be current on it.
@@ -51,6 +56,11 @@ struct CudaPlacement {
   Communicator* tp = nullptr;  // size 1 allowed
   Communicator* pp = nullptr;  // null when pp == 1
   cudaStream_t stream = nullptr;
+  // Expert parallelism (shard.ep.size > 1): the stage's EP group (dp * tp ranks, the
+  // same ranks as tp when dp == 1), and the DP group (the ranks of the other DP groups
+  // with this TP rank) when dp > 1: data-parallel attention. Null otherwise.
+  Communicator* ep = nullptr;
+  Communicator* dp = nullptr;
 };
 
 // The activations' dtype for a --dtype name: auto (the checkpoint's), bfloat16/bf16,
@@ -99,7 +109,19 @@ class CudaModel : public DeviceModel {
   // decode batch up to a graph bucket.
   void Upload(const ForwardBatch& batch, const std::vector<SamplingRow>& rows, int32_t padded_seqs);
   // Everything up to the f32 logits [rows, vocab] (last stage) or the send (others).
-  Tensor Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows, int32_t max_query_len, int32_t max_seq_len);
+  // `graph`: the step is (or warms up) a decode graph, whose MoE layers take no host
+  // decisions (see RoutedExperts).
+  Tensor Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows, int32_t max_query_len, int32_t max_seq_len,
+                 bool graph = false);
+  // An MoE layer's routed experts on hidden [t, H] into out [t, H]: this rank's partial
+  // sum, which the caller completes with the TP all-reduce.
+  void RoutedExperts(const Layer& l, const Tensor& hidden, Tensor& out, bool graph);
+  // Expert parallelism's eager path: the all-to-all dispatch and combine.
+  void RoutedAllToAll(const Layer& l, const Tensor& hidden, const Tensor& ids, const Tensor& weights, Tensor& out);
+  // DP attention: the decode graph bucket every DP rank replays this step, or 0 when
+  // any of them runs eagerly (one tiny all-reduce over EP and a sync).
+  int32_t AgreeOnGraph(int32_t bucket);
+  bool dp_attention() const { return placement_.dp != nullptr && placement_.dp->size() > 1; }
   std::vector<DeviceSample> SampleRows(const Tensor& logits, const std::vector<SamplingRow>& rows);
   void CaptureGraphs();
   size_t ActivationBytesEstimate() const;
@@ -129,6 +151,7 @@ class CudaModel : public DeviceModel {
   std::shared_ptr<Buffer> kv_buffer_;
   std::vector<Tensor> k_cache_, v_cache_;
   int32_t num_kv_blocks_ = 0;
+  int32_t* host_counts_ = nullptr;  // pinned: the EP pair counts [ep, ep], then AgreeOnGraph's two words
   std::map<int32_t, std::unique_ptr<Graph>> graphs_;  // by padded batch size
   int64_t num_graph_replays_ = 0;
 };
