@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks of the CUDA backend, run on the GPU machine from the
 # repository root with the bundle in .gpu/ (scripts/gpu-bundle.sh); results go to
-# $OUT (default bench/out). Parts: tests, kernels, peers, steps, steps70b, run.
+# $OUT (default bench/out). Parts: tests, kernels, peers, steps, steps70b, moe, run, ...
 #   bench/gpu_suite.sh tests kernels steps
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +49,26 @@ for part in "$@"; do
       timeout 400 "$bin/lattice_step_bench" --model bench/models/llama-3.1-70b --tp 2 --batch-sizes 1,8,64 \
         > "$out/step_llama70b_tp2.jsonl" 2> "$out/step_llama70b_tp2.err"
       cat "$out/step_llama70b_tp2.jsonl"; tail -3 "$out/step_llama70b_tp2.err" ;;
+    moe)
+      # FusedMoe's two routes on the Mixtral shape: prefill steps and eager decode steps
+      # with the grouped kernels forced, then with the default (cuBLASLt per expert on
+      # large calls), then decode with graphs (grouped kernels inside the graphs).
+      timeout 120 "$bin/cuda_tests" --gtest_filter='CudaMoe*' --gtest_brief=1 2>&1 | tail -4
+      mix=bench/models/mixtral-8x7b
+      for route in grouped auto; do
+        LATTICE_MOE_GEMM=$route timeout 200 "$bin/lattice_step_bench" --model $mix --prefill --context 2048 \
+          --batch-sizes 1,4 --no-cuda-graphs > "$out/moe_prefill_$route.jsonl" 2> "$out/moe_prefill_$route.err"
+        LATTICE_MOE_GEMM=$route timeout 200 "$bin/lattice_step_bench" --model $mix --batch-sizes 8,64,256 \
+          --no-cuda-graphs --steps 10 > "$out/moe_decode_eager_$route.jsonl" 2> "$out/moe_decode_eager_$route.err"
+        echo "== $route"; cat "$out/moe_prefill_$route.jsonl" "$out/moe_decode_eager_$route.jsonl"
+        tail -n 2 "$out/moe_prefill_$route.err" "$out/moe_decode_eager_$route.err"
+      done
+      timeout 200 "$bin/lattice_step_bench" --model $mix --batch-sizes 1,8,64,256 --steps 10 \
+        > "$out/moe_decode_graphs.jsonl" 2> "$out/moe_decode_graphs.err"
+      echo "== graphs"; cat "$out/moe_decode_graphs.jsonl"; tail -n 2 "$out/moe_decode_graphs.err"
+      timeout 100 "$bin/lattice_step_bench" --model bench/models/llama-3.1-8b --prefill --context 2048 \
+        --batch-sizes 1,4 > "$out/prefill_8b.jsonl" 2> "$out/prefill_8b.err"
+      echo "== 8b prefill"; cat "$out/prefill_8b.jsonl"; tail -n 2 "$out/prefill_8b.err" ;;
     run)
       for m in llama_gqa_f32 qwen3moe_sharded_f32 mistral_swa_bf16; do
         for device in cpu cuda; do
@@ -125,5 +145,20 @@ for part in "$@"; do
         --serve-arg=8192 --layouts $layouts --rates 8 32 inf --num-prompts 200 --input-len 512 --output-len 128 \
         --time-limit 60 --out "/tmp/$part" 2>&1 | tail -20
       cp "/tmp/$part/sweep.csv" "$out/${part}.csv"; cp "/tmp/$part/report.md" "$out/${part}.md"; tail -5 /tmp/$part/serve.log ;;
+    scale4)
+      # Issue 7 on 4 GPUs: the 70B shape at tp4, pp4, tp2pp2; Mixtral at tp4, tp4ep4, dp2tp2ep4;
+      # Qwen3-30B-A3B at tp4ep4, tp4 and dp4ep4 (DP attention); SCALE4_SPECS="model:layouts;..."
+      # picks others. Each sweep's CSV lands in $out as scale4_<model>.csv.
+      specs=${SCALE4_SPECS:-"llama-3.1-70b:tp4 pp4 tp2pp2;mixtral-8x7b:tp4 tp4ep4 dp2tp2ep4;qwen3-30b-a3b:tp4ep4 tp4 dp4ep4"}
+      IFS=';' read -ra spec_list <<< "$specs"
+      for spec in "${spec_list[@]}"; do
+        name=${spec%%:*}; layouts=${spec#*:}
+        LATTICE_COMMIT=$git_commit timeout 300 python3 bench/scaling/sweep.py --lattice "$bin/lattice" \
+          --model bench/models/$name --device cuda --serve-arg=--load-format --serve-arg=dummy \
+          --serve-arg=--max-num-batched-tokens --serve-arg=8192 --layouts $layouts --rates 16 inf \
+          --num-prompts 200 --input-len 512 --output-len 128 --time-limit 60 --out "/tmp/scale4-$name" 2>&1 \
+          | grep -v -i "warning\|gnuplot"
+        cp "/tmp/scale4-$name/sweep.csv" "$out/scale4_$name.csv"; tail -3 "/tmp/scale4-$name/serve.log"
+      done ;;
   esac
 done

@@ -83,11 +83,11 @@ class Server:
         self.log.close()
 
 
-def run_bench(args, port, rate, result_path):
+def run_bench(args, port, rate, seed, result_path):
     cmd = [args.lattice, "bench", "serve", "--port", str(port), "--request-rate", str(rate),
            "--num-prompts", str(args.num_prompts), "--random-input-len", str(args.input_len),
            "--random-output-len", str(args.output_len), "--ignore-eos", "--disable-tqdm",
-           "--seed", str(args.seed), "--result-json", result_path, "--ready-check-timeout-sec",
+           "--seed", str(seed), "--result-json", result_path, "--ready-check-timeout-sec",
            str(args.ready_timeout), "--time-limit", str(args.time_limit)] + args.bench_arg
     if args.max_concurrency:
         cmd += ["--max-concurrency", str(args.max_concurrency)]
@@ -266,9 +266,11 @@ def main():
         layout = parse_layout(text)
         server = Server(args, layout)
         try:
-            for rate in args.rates:
+            # Each rate gets its own prompts (seed + index): with one seed the later
+            # points would find the earlier points' prompts in the prefix cache.
+            for rate_index, rate in enumerate(args.rates):
                 path = os.path.join(args.out, f"{text.replace(':', '_')}_rate{rate}.json")
-                result = run_bench(args, server.port, rate, path)
+                result = run_bench(args, server.port, rate, args.seed + rate_index, path)
                 row = row_for(text, layout, rate, result)
                 rows.append(row)
                 print(f"{text:>14} rate {rate:>5}: {row['completed']} done {row['failed']} failed, "

@@ -14,22 +14,25 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-// Fitted to the Llama-3.1-8B decode steps measured on one H200 at batch 1..256 with
-// 1k contexts (step = 0.62 ms + bytes / 3.22 TB/s; the copy bandwidth measured in
-// the same run was 4.27 TB/s), the GEMM peak measured by lattice_kernel_bench
-// (775 TFLOP/s), our prefill attention (300 TFLOP/s at 8k). NVLink 4: 450 GB/s per
-// direction, of which NCCL's all-reduce reaches about 80%; 400 Gb/s InfiniBand per GPU.
+// Fitted to the Llama-3.1-8B decode steps measured on one H200 with the kernels of
+// bench/results/2026-11-22-h200-decode-b1.md (batch 1: 4.36 ms, 88% of the copy
+// bandwidth; weights and KV together stream at about 86% of the 4.27 TB/s copy bandwidth, and
+// graphs with programmatic launch leave ~0.24 ms of per-step and per-layer overhead),
+// the GEMM peak measured by lattice_kernel_bench (775 TFLOP/s, 85% at model shapes),
+// our prefill attention (300 TFLOP/s at 8k). NVLink 4: 450 GB/s per direction, of
+// which NCCL's all-reduce reaches about 80%; 400 Gb/s InfiniBand per GPU. Its error
+// against measured steps and serving runs: bench/results/2026-11-22-issue7-*.md.
 Hardware H200() {
   Hardware h;
   h.name = "h200";
   h.memory_bytes = 143771.0 * kMiB;
   h.memory_bandwidth = 4.27e12;
-  h.memory_efficiency = 0.754;
+  h.memory_efficiency = 0.86;
   h.matmul_flops = 775e12;
   h.matmul_efficiency = 0.85;
   h.attention_flops = 300e12;
-  h.step_overhead_s = 140e-6;
-  h.layer_overhead_s = 15e-6;
+  h.step_overhead_s = 100e-6;
+  h.layer_overhead_s = 4.5e-6;
   h.activation_reserve_bytes = 2 * kGiB;
   h.gpus_per_node = 8;
   h.nvlink = {.bandwidth = 360e9, .latency_s = 10e-6};
