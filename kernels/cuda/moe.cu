@@ -440,15 +440,19 @@ struct MoePlan {
   int64_t max_rows;  // max_tiles * block_m
 };
 
+// Worst-case tiles of block_m rows: every non-empty expert pads fewer than block_m rows,
+// and at most min(E, pairs) are non-empty.
+MoePlan PlanTiles(int64_t pairs, int64_t experts, int block_m) {
+  const int64_t padded = pairs + std::min(experts, pairs) * (block_m - 1);
+  const int64_t max_tiles = std::max<int64_t>(1, (padded + block_m - 1) / block_m);
+  return {block_m, max_tiles, max_tiles * block_m};
+}
+
 MoePlan PlanMoe(int64_t tokens, int64_t top_k, int64_t experts) {
   const int64_t pairs = tokens * top_k;
   // Up to 16 rows per expert on average (decode): 16-row tiles, one per expert, so
   // weights stream once; beyond that 64-row tiles reuse each weight tile more.
-  const int block_m = pairs <= 16 * experts ? 16 : 64;
-  // Every non-empty expert pads fewer than block_m rows, and at most min(E, pairs) are non-empty.
-  const int64_t padded = pairs + std::min(experts, pairs) * (block_m - 1);
-  const int64_t max_tiles = std::max<int64_t>(1, (padded + block_m - 1) / block_m);
-  return {block_m, max_tiles, max_tiles * block_m};
+  return PlanTiles(pairs, experts, pairs <= 16 * experts ? 16 : 64);
 }
 
 // Workspace requests of FusedMoe, in order; each may cost up to 255 bytes of alignment.
@@ -490,9 +494,7 @@ struct PerExpertScratch {
 PerExpertScratch PerExpertScratchFor(int64_t tokens, int64_t top_k, int64_t experts, int64_t hidden,
                                      int64_t intermediate, DType dtype) {
   const int64_t pairs = tokens * top_k;
-  const int64_t padded = pairs + std::min(experts, pairs) * (kPerExpertBlockM - 1);
-  const int64_t max_tiles = std::max<int64_t>(1, (padded + kPerExpertBlockM - 1) / kPerExpertBlockM);
-  const MoePlan plan{kPerExpertBlockM, max_tiles, max_tiles * kPerExpertBlockM};
+  const MoePlan plan = PlanTiles(pairs, experts, kPerExpertBlockM);
   const int64_t chunk = std::min(plan.max_rows, kPerExpertChunkRows);
   const size_t e = DTypeSize(dtype);
   return {plan,
