@@ -61,6 +61,8 @@ class NcclCommunicator final : public Communicator {
         stream_(stream),
         scratch_(cuda::EmptyDevice(DType::kF32, {1})) {}
 
+  ncclComm_t comm() const { return comm_; }
+
   ~NcclCommunicator() override {
     cudaStreamSynchronize(stream_);
     ncclCommDestroy(comm_);
@@ -177,6 +179,21 @@ std::unique_ptr<Communicator> MakeNcclCommunicator(const ncclUniqueId& id, int r
   LATTICE_CHECK_MSG(size >= 1 && rank >= 0 && rank < size, "NCCL rank %d of %d", rank, size);
   ncclComm_t comm = nullptr;
   LATTICE_NCCL_CHECK(comm, ncclCommInitRank(&comm, size, id, rank));
+  return std::make_unique<NcclCommunicator>(comm, rank, size, stream);
+}
+
+std::unique_ptr<Communicator> SplitNcclCommunicator(Communicator& parent, int color, int key,
+                                                    cudaStream_t stream) {
+  auto* nccl = dynamic_cast<NcclCommunicator*>(&parent);
+  LATTICE_CHECK_MSG(nccl != nullptr, "SplitNcclCommunicator: the parent is a %s communicator, not NCCL",
+                    std::string(parent.backend()).c_str());
+  ncclComm_t comm = nullptr;
+  LATTICE_NCCL_CHECK(nccl->comm(), ncclCommSplit(nccl->comm(), color >= 0 ? color : NCCL_SPLIT_NOCOLOR, key,
+                                                 &comm, nullptr));
+  if (color < 0) return nullptr;
+  int rank = 0, size = 0;
+  LATTICE_NCCL_CHECK(comm, ncclCommUserRank(comm, &rank));
+  LATTICE_NCCL_CHECK(comm, ncclCommCount(comm, &size));
   return std::make_unique<NcclCommunicator>(comm, rank, size, stream);
 }
 

@@ -34,6 +34,12 @@ namespace lattice {
 std::unique_ptr<Communicator> MakeNcclCommunicator(const ncclUniqueId& id, int rank, int size,
                                                    cudaStream_t stream);
 
+// A communicator of the ranks of `parent` (an NCCL communicator) that pass the same
+// `color` (>= 0), ranked by `key`, enqueuing on `stream`; null for color < 0 (this rank
+// joins none). Collective: every rank of `parent` calls it (ncclCommSplit).
+std::unique_ptr<Communicator> SplitNcclCommunicator(Communicator& parent, int color, int key,
+                                                    cudaStream_t stream);
+
 // Rank 0 of the group creates the unique id and sets it under "<group_name>/nccl_id";
 // the others wait for it (until `timeout`: DEADLINE_EXCEEDED naming the key).
 absl::StatusOr<ncclUniqueId> ExchangeNcclUniqueId(gloo::rendezvous::Store& store,

@@ -59,6 +59,7 @@ struct CudaModel::Metadata {
 struct CudaModel::Graph {
   cudaGraphExec_t exec = nullptr;
   Tensor logits;
+  Tensor stage_io;  // pp > 1: the rows received before the replay and sent after it
   size_t workspace_end = 0;  // the workspace the graph's body uses: [0, workspace_end)
   ~Graph() {
     if (exec) cudaGraphExecDestroy(exec);
@@ -70,6 +71,12 @@ namespace {
 Tensor ToDeviceAs(const Tensor& host, DType dtype) {
   if (!host.defined()) return Tensor();
   return cuda::ToDevice(host.dtype() == dtype ? host : host.To(dtype));
+}
+
+bool Capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  LATTICE_CUDA_OK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
 }
 
 // Batch sizes with a captured decode graph: 1, 2, 4, 8, then every 8 up to the max.
@@ -146,11 +153,16 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
     LATTICE_CHECK_MSG(placement.dp == nullptr || placement.dp->size() == 1,
                       "data-parallel attention shares experts: it needs ep > 1");
   }
+  if (placement.pp != nullptr && placement.pp->size() > 1) {
+    const size_t max_io_bytes = 2 * t * static_cast<size_t>(config_.hidden_size) * DTypeSize(options_.dtype);
+    links_ = std::make_unique<StageLinks>(*placement.pp, stream_, max_io_bytes);
+  }
 }
 
 CudaModel::~CudaModel() {
   graphs_.clear();
   if (stream_) cudaStreamSynchronize(stream_);
+  links_.reset();
   if (host_counts_) cudaFreeHost(host_counts_);
 }
 
@@ -393,7 +405,7 @@ void CudaModel::InitializeCache() {
     LATTICE_CHECK_MSG(blocks >= 2, "no GPU memory left for the KV cache (raise --gpu-memory-utilization)");
   }
   allocate_kv(blocks);
-  if (options_.cuda_graphs && placement_.pp == nullptr && !RopeDependsOnLength(rope_)) CaptureGraphs();
+  if (options_.cuda_graphs && !RopeDependsOnLength(rope_)) CaptureGraphs();
 }
 
 void CudaModel::Upload(const ForwardBatch& batch, const std::vector<SamplingRow>& rows, int32_t padded_seqs) {
@@ -490,9 +502,13 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
       // residual = 0, so the first fused add-norm leaves residual = hidden exactly.
       LATTICE_CUDA_OK(cudaMemsetAsync(residual.raw_data(), 0, residual.nbytes(), stream_));
     }
-  } else if (t > 0) {
-    placement_.pp->Recv(both, placement_.pp->rank() - 1, kTagHiddenStates);
+  } else if (t > 0 && !graph) {
+    links_->Receive(both);  // a graph's caller receives into stage_io_ before the replay
+  } else if (t > 0 && !Capturing(stream_)) {
+    // Warming up a graph: no input arrives; zeros keep the MoE routing in range.
+    LATTICE_CUDA_OK(cudaMemsetAsync(both.raw_data(), 0, both.nbytes(), stream_));
   }
+  stage_io_ = both;
 
   // Under EP an empty eager step still takes its part in every MoE layer's all-to-alls
   // (a DP rank without work, or a stage that received nothing).
@@ -546,7 +562,7 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
   }
 
   if (!is_last_stage()) {
-    if (t > 0) placement_.pp->Send(both, placement_.pp->rank() + 1, kTagHiddenStates);
+    if (t > 0 && !graph) links_->Send(both);  // a graph's caller sends after the replay
     return Tensor();
   }
   // The final norm and the head, only on the rows that sample.
@@ -764,11 +780,18 @@ std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const st
     LATTICE_CHECK(bucket == 0 || graph != graphs_.end());
   }
   if (graph != graphs_.end()) {
+    Graph& g = *graph->second;
     Upload(batch, rows, graph->first);
-    LATTICE_CUDA_OK(cudaGraphLaunch(graph->second->exec, stream_));
+    if (!is_first_stage()) links_->Receive(g.stage_io);
+    LATTICE_CUDA_OK(cudaGraphLaunch(g.exec, stream_));
     ++num_graph_replays_;
-    workspace_->Rewind(graph->second->workspace_end);
-    return SampleRows(graph->second->logits, rows);
+    workspace_->Rewind(g.workspace_end);
+    if (!is_last_stage()) {
+      links_->Send(g.stage_io);
+      LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+      return {};
+    }
+    return SampleRows(g.logits, rows);
   }
   Upload(batch, rows, seqs);
   const Tensor logits =
@@ -782,6 +805,17 @@ std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const st
   return sampled;
 }
 
+bool CudaModel::MoeDecodeRunsPerExpert(int32_t batch) const {
+  const ModelConfig& c = config_;
+  if (c.num_experts == 0 || std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), true) == c.layer_is_moe.end()) {
+    return false;
+  }
+  // The shapes of the layers' w13 (see AllocateWeights).
+  const int64_t experts = shard_.ep.size > 1 ? EvenSplit(c.num_experts, shard_.ep).size() : c.num_experts;
+  const int64_t width = shard_.ep.size > 1 ? c.moe_intermediate_size : c.moe_intermediate_size / shard_.tp.size;
+  return cuda::FusedMoeRunsPerExpert(batch, c.num_experts_per_tok, experts, c.hidden_size, width);
+}
+
 void CudaModel::CaptureGraphs() {
   // Largest first: the workspace high-water mark is set by the largest bucket.
   std::vector<int32_t> buckets = GraphBuckets(std::min(options_.max_num_seqs, options_.max_num_tokens));
@@ -789,11 +823,7 @@ void CudaModel::CaptureGraphs() {
   for (int32_t b : buckets) {
     // MoE decode batches large enough for the per-expert cuBLASLt route (which learns the
     // rows per expert on the host) run eagerly: it beats the graph-safe grouped kernels.
-    const auto moe = std::find_if(layers_.begin(), layers_.end(), [](const Layer& l) { return l.moe; });
-    if (moe != layers_.end() && cuda::FusedMoeRunsPerExpert(b, config_.num_experts_per_tok, moe->w13.dim(0),
-                                                            moe->w13.dim(2), moe->w13.dim(1) / 2)) {
-      continue;
-    }
+    if (MoeDecodeRunsPerExpert(b)) continue;
     ForwardBatch batch;  // empty: Upload pads it to b sequences of one token
     batch.query_start_loc.push_back(0);
     Upload(batch, {}, b);
@@ -807,6 +837,7 @@ void CudaModel::CaptureGraphs() {
     graph->logits = Forward(b, b, b, 1, options_.max_model_len, /*graph=*/true);
     LATTICE_CUDA_OK(cudaStreamEndCapture(stream_, &captured));
     graph->workspace_end = workspace_->Mark();
+    graph->stage_io = stage_io_;
     LATTICE_CUDA_OK(cudaGraphInstantiate(&graph->exec, captured, 0));
     LATTICE_CUDA_OK(cudaGraphDestroy(captured));
     graphs_[b] = std::move(graph);

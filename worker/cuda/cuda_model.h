@@ -34,6 +34,7 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/workspace.h"
 #include "parallel/communicator.h"
+#include "worker/cuda/stage_links.h"
 #include "worker/device_model.h"
 #include "worker/forward_context.h"
 #include "worker/model.h"
@@ -54,7 +55,9 @@ struct CudaModelOptions {
 // The stage's groups: NCCL communicators on `stream` (the model runs on it too).
 struct CudaPlacement {
   Communicator* tp = nullptr;  // size 1 allowed
-  Communicator* pp = nullptr;  // null when pp == 1
+  // The pipeline's stages (NCCL; rank = stage), null when pp == 1. The model splits
+  // its links to the neighbouring stages from it (StageLinks).
+  Communicator* pp = nullptr;
   cudaStream_t stream = nullptr;
   // Expert parallelism (shard.ep.size > 1): the stage's EP group (dp * tp ranks, the
   // same ranks as tp when dp == 1), and the DP group (the ranks of the other DP groups
@@ -118,6 +121,10 @@ class CudaModel : public DeviceModel {
   void RoutedExperts(const Layer& l, const Tensor& hidden, Tensor& out, bool graph);
   // Expert parallelism's eager path: the all-to-all dispatch and combine.
   void RoutedAllToAll(const Layer& l, const Tensor& hidden, const Tensor& ids, const Tensor& weights, Tensor& out);
+  // The MoE layers' decode batches of `batch` sequences take the per-expert route,
+  // which takes host decisions: no graph for them. The same answer on every stage (from
+  // the config, whatever layers a stage holds), since stages replay graphs together.
+  bool MoeDecodeRunsPerExpert(int32_t batch) const;
   // DP attention: the decode graph bucket every DP rank replays this step, or 0 when
   // any of them runs eagerly (one tiny all-reduce over EP and a sync).
   int32_t AgreeOnGraph(int32_t bucket);
@@ -152,6 +159,8 @@ class CudaModel : public DeviceModel {
   std::vector<Tensor> k_cache_, v_cache_;
   int32_t num_kv_blocks_ = 0;
   int32_t* host_counts_ = nullptr;  // pinned: the EP pair counts [ep, ep], then AgreeOnGraph's two words
+  std::unique_ptr<StageLinks> links_;  // pp > 1
+  Tensor stage_io_;  // the last Forward's hidden and residual rows [2 t, H]: what crosses a stage boundary
   std::map<int32_t, std::unique_ptr<Graph>> graphs_;  // by padded batch size
   int64_t num_graph_replays_ = 0;
 };
