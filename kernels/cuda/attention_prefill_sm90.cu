@@ -4,9 +4,10 @@
 //
 // PagedAttention (attention.cu) hands non-decode bf16/f16 calls with head_dim 64, 128
 // or 256 and power-of-two blocks of at least 16 here (PagedPrefillAttentionSm90).
-// The rows of a CTA are those of attention.cu: (query token, query head) pairs of one KV
-// head's group, packed token-major, 128 per CTA, so the group's heads share each K/V
-// tile. A CTA is three warpgroups:
+// The rows of a work item are those of attention.cu's CTAs: (query token, query head)
+// pairs of one KV head's group, packed token-major, 128 per item, so the group's heads
+// share each K/V tile. The grid is persistent: each CTA runs a strided list of items,
+// its producer running ahead into the next item. A CTA is three warpgroups:
 //   - the producer (one warp) walks the CTA's key tiles through the block table: one
 //     TMA box per KV block (block_size rows, or the tile when blocks are larger; lane
 //     b issues box b), into a ring of K and V tiles (3 stages, 2 at D = 256), each
@@ -26,6 +27,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -36,8 +38,6 @@ namespace {
 constexpr int kWarpgroupThreads = 128;
 constexpr int kPrefillThreads = 3 * kWarpgroupThreads;  // producer + 2 consumer warpgroups
 constexpr int kTileRows = 128;                           // 64 per consumer warpgroup
-constexpr int kProducerRegisters = 40;
-constexpr int kConsumerRegisters = 232;  // 40 * 128 + 232 * 256 <= 64K registers
 constexpr int kPanelRowBytes = 128;      // a row of one 64-column panel (the swizzle span)
 
 template <int D>
@@ -45,6 +45,12 @@ struct PrefillShape {
   static constexpr int kKeys = D <= 128 ? 128 : 64;  // keys per K/V tile
   static constexpr int kPanels = D / 64;
   static constexpr int kStages = D <= 128 ? 3 : 2;  // 3: 225 KB at D = 128
+  // setmaxnreg's split of the 64K registers (producer * 128 + consumer * 256 <= 64K):
+  // the producer's item loop (Q prefetch, block table) needs 64 to run without spills;
+  // the accumulators at D = 256 take all a consumer can have (ptxas still spills ~100
+  // bytes there: D = 256 is no target model's head size).
+  static constexpr int kProducerRegisters = D <= 128 ? 64 : 40;
+  static constexpr int kConsumerRegisters = D <= 128 ? 216 : 232;
   static constexpr int kQPanelBytes = kTileRows * kPanelRowBytes;
   static constexpr int kKvGroupBytes = kPanels * 1024;  // 8 key rows x all panels
   static constexpr int kQBytes = kPanels * kQPanelBytes;
@@ -69,6 +75,7 @@ struct PrefillParams {
   int32_t num_kv_heads;
   int32_t group;
   int32_t num_row_tiles;
+  int32_t num_items;  // num_row_tiles * num_seqs * num_kv_heads
   int32_t sliding_window;
   float scale_log2;
 };
@@ -114,6 +121,11 @@ __device__ __forceinline__ void TmaLoadKv(uint32_t dst, const CUtensorMap* map, 
 // 16 bytes global -> shared, or zeros when !valid (src is then not read).
 __device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+
+// `bytes` (a multiple of 16) from global memory into L2, asynchronously.
+__device__ __forceinline__ void PrefetchL2(const void* src, int bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
 __device__ __forceinline__ void NamedBarrier(int id, int threads) {
@@ -285,10 +297,51 @@ __device__ __forceinline__ float FastExp2(float x) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The kernel. Grid: one CTA per (row tile, sequence, KV head), KV head fastest and the
-// row tiles with the most keys first. Shared memory (1024-byte aligned): Q [panel][128
-// rows][64], K and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes,
-// swizzled; mbarriers.
+// The kernel. Work items: one per (row tile, sequence, KV head), KV head fastest and
+// the row tiles with the most keys first. The grid is persistent (at most one CTA per
+// multiprocessor): CTA b takes items b, b + grid, ... in order, so its producer loads the
+// next item's first key tiles while the consumers finish this one (the last P V, the
+// output) and load its Q. Shared memory (1024-byte aligned): Q [panel][128 rows][64], K
+// and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes, swizzled; mbarriers.
+
+// One work item's rows and key tiles; num_tiles == 0: nothing to do (a row tile past
+// its sequence's query rows).
+struct WorkItem {
+  int kv_head, seq, q_begin, seq_len, ctx, row_begin, row_end, tile_begin, num_tiles;
+};
+
+template <int kKeys>
+__device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int index) {
+  WorkItem w;
+  w.kv_head = index % p.num_kv_heads;
+  const int rest = index / p.num_kv_heads;
+  w.seq = rest % p.num_seqs;
+  const int row_tile = p.num_row_tiles - 1 - rest / p.num_seqs;
+  w.q_begin = p.query_start_loc[w.seq];
+  const int q_len = p.query_start_loc[w.seq + 1] - w.q_begin;
+  w.seq_len = p.seq_lens[w.seq];
+  w.ctx = w.seq_len - q_len;
+  w.row_begin = row_tile * kTileRows;
+  w.row_end = min(q_len * p.group, w.row_begin + kTileRows);
+  w.tile_begin = 0;
+  w.num_tiles = 0;
+  if (w.row_begin < w.row_end) {
+    const int pos_first = w.ctx + w.row_begin / p.group, pos_last = w.ctx + (w.row_end - 1) / p.group;
+    const int lo = p.sliding_window > 0 ? max(0, pos_first - p.sliding_window + 1) : 0;
+    w.tile_begin = lo / kKeys;
+    w.num_tiles = pos_last / kKeys + 1 - w.tile_begin;
+  }
+  return w;
+}
+
+// The first item at or after `index` in this CTA's sequence with work, or num_items.
+template <int kKeys>
+__device__ __forceinline__ int NextWorkItem(const PrefillParams& p, int index) {
+  for (; index < p.num_items; index += gridDim.x) {
+    if (DecodeWorkItem<kKeys>(p, index).num_tiles > 0) break;
+  }
+  return index;
+}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kPrefillThreads, 1)
@@ -305,26 +358,9 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   auto barrier = [&](int kind, int stage) { return bars + 8 * (kind * kStages + stage); };
   enum { kFullK, kFullV, kEmptyK, kEmptyV };
 
-  const int kv_head = blockIdx.x % p.num_kv_heads;
-  const int rest = blockIdx.x / p.num_kv_heads;
-  const int seq = rest % p.num_seqs;
-  const int row_tile = p.num_row_tiles - 1 - rest / p.num_seqs;
-
   WaitForPriorGrids();
-  const int q_begin = p.query_start_loc[seq];
-  const int q_len = p.query_start_loc[seq + 1] - q_begin;
-  const int seq_len = p.seq_lens[seq];
-  const int ctx = seq_len - q_len;
   const int group = p.group;
-  const int row_begin = row_tile * kTileRows;
-  const int row_end = min(q_len * group, row_begin + kTileRows);
-  if (row_begin >= row_end) return;
   const int window = p.sliding_window;
-  const int pos_first = ctx + row_begin / group, pos_last = ctx + (row_end - 1) / group;
-  const int lo = window > 0 ? max(0, pos_first - window + 1) : 0;
-  const int tile_begin = lo / kKeys;
-  const int num_tiles = pos_last / kKeys + 1 - tile_begin;
-
   const int tid = threadIdx.x, warpgroup = tid / kWarpgroupThreads, lane = tid % 32;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -341,73 +377,79 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
     // Producer, warp 0: lane b loads box b of each tile (its slot read from the block
     // table a tile ahead, so the read's latency hides behind the waits); lane 0 waits for
     // the stage to be free and announces its bytes first.
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Shape::kProducerRegisters));
     if (tid >= 32) return;
-    const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
     const int block_mask = (1 << p.block_shift) - 1;
     const bool loads_box = lane < kKeys / p.box_rows;
-    auto box_slot = [&](int i) {
-      const int key = (tile_begin + i) * kKeys + lane * p.box_rows;
-      return loads_box && key < seq_len ? (table[key >> p.block_shift] << p.block_shift) + (key & block_mask)
-                                        : p.num_slots;
-    };
-    int slot = box_slot(0);
-    for (int i = 0; i < num_tiles; ++i) {
-      const int stage = i % kStages, parity = ((i / kStages) & 1) ^ 1;
-      const int next_slot = i + 1 < num_tiles ? box_slot(i + 1) : 0;
-#pragma unroll
-      for (int tensor = 0; tensor < 2; ++tensor) {
-        const uint32_t full = barrier(tensor == 0 ? kFullK : kFullV, stage);
-        if (lane == 0) {
-          BarrierWait(barrier(tensor == 0 ? kEmptyK : kEmptyV, stage), parity);
-          BarrierExpectBytes(full, Shape::kKvBytes);
-        }
-        __syncwarp();
-        if (loads_box) {
-          const uint32_t dst = (tensor == 0 ? k_smem : v_smem) + stage * Shape::kKvBytes +
-                               lane * (p.box_rows / 8) * Shape::kKvGroupBytes;
-          TmaLoadKv(dst, tensor == 0 ? &k_map : &v_map, slot / 8, kv_head, full);
-        }
+    int loaded = 0;  // tiles this CTA has loaded: the ring position
+    for (int index = NextWorkItem<kKeys>(p, blockIdx.x); index < p.num_items;
+         index = NextWorkItem<kKeys>(p, index + gridDim.x)) {
+      const WorkItem w = DecodeWorkItem<kKeys>(p, index);
+      // The item's Q rows into L2 now, the ring's depth of tiles before the consumers
+      // copy them in: one bulk prefetch per token (the group's heads are contiguous).
+      for (int t = w.row_begin / group + lane; t <= (w.row_end - 1) / group; t += 32) {
+        const T* row = static_cast<const T*>(p.q) + static_cast<int64_t>(w.q_begin + t) * p.q_row_stride +
+                       static_cast<int64_t>(w.kv_head) * group * D;
+        PrefetchL2(row, group * D * static_cast<int>(sizeof(T)));
       }
-      slot = next_slot;
+      const int32_t* table = p.block_tables + static_cast<int64_t>(w.seq) * p.max_blocks_per_seq;
+      auto box_slot = [&](int i) {
+        const int key = (w.tile_begin + i) * kKeys + lane * p.box_rows;
+        return loads_box && key < w.seq_len ? (table[key >> p.block_shift] << p.block_shift) + (key & block_mask)
+                                            : p.num_slots;
+      };
+      int slot = box_slot(0);
+      for (int i = 0; i < w.num_tiles; ++i, ++loaded) {
+        const int stage = loaded % kStages, parity = ((loaded / kStages) & 1) ^ 1;
+        const int next_slot = i + 1 < w.num_tiles ? box_slot(i + 1) : 0;
+#pragma unroll
+        for (int tensor = 0; tensor < 2; ++tensor) {
+          const uint32_t full = barrier(tensor == 0 ? kFullK : kFullV, stage);
+          if (lane == 0) {
+            BarrierWait(barrier(tensor == 0 ? kEmptyK : kEmptyV, stage), parity);
+            BarrierExpectBytes(full, Shape::kKvBytes);
+          }
+          __syncwarp();
+          if (loads_box) {
+            const uint32_t dst = (tensor == 0 ? k_smem : v_smem) + stage * Shape::kKvBytes +
+                                 lane * (p.box_rows / 8) * Shape::kKvGroupBytes;
+            TmaLoadKv(dst, tensor == 0 ? &k_map : &v_map, slot / 8, w.kv_head, full);
+          }
+        }
+        slot = next_slot;
+      }
     }
     return;
   }
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Shape::kConsumerRegisters));
   const int cw = warpgroup - 1;  // rows [64 cw, 64 cw + 64) of the tile
   const int wtid = tid % kWarpgroupThreads, warp = wtid / 32;
 
-  // Q: this warpgroup's 64 rows (zeros past row_end), swizzled as the TMA would.
-  {
+  // Q: this warpgroup's 64 rows of an item (zeros past row_end), swizzled as the TMA
+  // would; completed by wait_q.
+  auto load_q = [&](const WorkItem& w) {
     const T* q = static_cast<const T*>(p.q);
     constexpr int kChunks = D / 8;
 #pragma unroll
     for (int i = wtid; i < 64 * kChunks; i += kWarpgroupThreads) {
-      const int r = 64 * cw + i / kChunks, c = i % kChunks, m = row_begin + r;
-      const bool valid = m < row_end;
+      const int r = 64 * cw + i / kChunks, c = i % kChunks, m = w.row_begin + r;
+      const bool valid = m < w.row_end;
       const T* src = q;
       if (valid) {
-        src = q + static_cast<int64_t>(q_begin + m / group) * p.q_row_stride +
-              static_cast<int64_t>(kv_head * group + m % group) * D + c * 8;
+        src = q + static_cast<int64_t>(w.q_begin + m / group) * p.q_row_stride +
+              static_cast<int64_t>(w.kv_head * group + m % group) * D + c * 8;
       }
       CpAsync16(q_smem + (c / 8) * Shape::kQPanelBytes + r * kPanelRowBytes + (((c % 8) ^ (r & 7)) << 4), src,
                 valid);
     }
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+  auto wait_q = [&]() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     FenceProxyAsync();
     NamedBarrier(1 + cw, kWarpgroupThreads);
-  }
-
-  // This thread's accumulator rows: g and g + 8 of its warp's 16; padding rows take the
-  // last row's position and are never written.
-  const int g = lane / 4, t4 = lane % 4;
-  const int row0 = row_begin + 64 * cw + 16 * warp + g;
-  int pos[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) pos[h] = ctx + min(row0 + 8 * h, row_end - 1) / group;
-  const int wg_pos_first = ctx + min(row_begin + 64 * cw, row_end - 1) / group;
-  const int wg_pos_last = ctx + min(row_begin + 64 * cw + 63, row_end - 1) / group;
+  };
 
   const uint64_t q_desc = Descriptor(q_smem + cw * 64 * kPanelRowBytes, 16, 1024);
   const uint64_t k_desc = Descriptor(k_smem, 16, Shape::kKvGroupBytes);
@@ -421,11 +463,9 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   constexpr uint64_t kStageStep = Shape::kKvBytes >> 4;
 
   float o[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
   float s[kKeys / 2];
   uint32_t pa[kKeys / 16][4];
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this thread's columns only
+  float m_run[2], l_run[2];  // l_run: this thread's columns only
 
   auto issue_s = [&](int stage) {
     WgmmaFence();
@@ -447,125 +487,170 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   auto release = [&](int kind, int stage) {
     if (lane == 0) BarrierArrive(barrier(kind, stage));
   };
-  // Mask and exponentiate S in place (log2 units; scale > 0, so the raw max is the
-  // scaled max); corr: the factors of the old accumulators.
-  auto softmax = [&](int key0, float (&corr)[2]) {
-    const bool need_mask =
-        key0 + kKeys - 1 > wg_pos_first || (window > 0 && key0 <= wg_pos_last - window);
-    if (need_mask) {
+  auto wait_full = [&](int kind, int stage, int parity) { BarrierWait(barrier(kind, stage), parity); };
+
+  // This thread's accumulator rows: g and g + 8 of its warp's 16.
+  const int g = lane / 4, t4 = lane % 4;
+  // Only what the key loop needs stays live across it (the output's place is decoded
+  // again afterwards): the consumers run at the edge of their registers.
+  int index = NextWorkItem<kKeys>(p, blockIdx.x);
+  if (index >= p.num_items) return;
+  load_q(DecodeWorkItem<kKeys>(p, index));
+  for (int consumed = 0;;) {  // consumed: tiles this CTA has used, the ring position
+    wait_q();
+    int tile_begin, num_tiles, last_valid, pos[2], wg_pos_first, wg_pos_last;
+    {
+      const WorkItem w = DecodeWorkItem<kKeys>(p, index);
+      tile_begin = w.tile_begin, num_tiles = w.num_tiles;
+      last_valid = w.seq_len - (w.tile_begin + w.num_tiles - 1) * kKeys;
+      // Padding rows take the last row's position and are never written.
+      const int row0 = w.row_begin + 64 * cw + 16 * warp + g;
 #pragma unroll
-      for (int j = 0; j < kKeys / 8; ++j) {
+      for (int h = 0; h < 2; ++h) pos[h] = w.ctx + min(row0 + 8 * h, w.row_end - 1) / group;
+      wg_pos_first = w.ctx + min(w.row_begin + 64 * cw, w.row_end - 1) / group;
+      wg_pos_last = w.ctx + min(w.row_begin + 64 * cw + 63, w.row_end - 1) / group;
+    }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = key0 + 8 * j + 2 * t4 + (e & 1), at = pos[e / 2];
-          if (!(key <= at && (window <= 0 || key > at - window))) s[4 * j + e] = -INFINITY;
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+    m_run[0] = m_run[1] = -INFINITY;
+    l_run[0] = l_run[1] = 0.0f;
+
+    // Mask and exponentiate S in place (log2 units; scale > 0, so the raw max is the
+    // scaled max); corr: the factors of the old accumulators.
+    auto softmax = [&](int key0, float (&corr)[2]) {
+      const bool need_mask =
+          key0 + kKeys - 1 > wg_pos_first || (window > 0 && key0 <= wg_pos_last - window);
+      if (need_mask) {
+#pragma unroll
+        for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int key = key0 + 8 * j + 2 * t4 + (e & 1), at = pos[e / 2];
+            if (!(key <= at && (window <= 0 || key > at - window))) s[4 * j + e] = -INFINITY;
+          }
         }
       }
-    }
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -INFINITY;
+      for (int h = 0; h < 2; ++h) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int j = 0; j < kKeys / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float new_m = fmaxf(m_run[h], mx * p.scale_log2);
-      // A row that has seen no key yet keeps max -inf: exponentiate against 0 (all terms are 0).
-      const float base = new_m == -INFINITY ? 0.0f : new_m;
-      corr[h] = FastExp2(m_run[h] - base);
-      m_run[h] = new_m;
-      float sum = 0.0f;
+        for (int j = 0; j < kKeys / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float new_m = fmaxf(m_run[h], mx * p.scale_log2);
+        // A row that has seen no key yet keeps max -inf: exponentiate against 0 (all terms are 0).
+        const float base = new_m == -INFINITY ? 0.0f : new_m;
+        corr[h] = FastExp2(m_run[h] - base);
+        m_run[h] = new_m;
+        float sum = 0.0f;
 #pragma unroll
-      for (int j = 0; j < kKeys / 8; ++j) {
-        s[4 * j + 2 * h] = FastExp2(fmaf(s[4 * j + 2 * h], p.scale_log2, -base));
-        s[4 * j + 2 * h + 1] = FastExp2(fmaf(s[4 * j + 2 * h + 1], p.scale_log2, -base));
-        sum += s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+        for (int j = 0; j < kKeys / 8; ++j) {
+          s[4 * j + 2 * h] = FastExp2(fmaf(s[4 * j + 2 * h], p.scale_log2, -base));
+          s[4 * j + 2 * h + 1] = FastExp2(fmaf(s[4 * j + 2 * h + 1], p.scale_log2, -base));
+          sum += s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+        }
+        l_run[h] = l_run[h] * corr[h] + sum;
       }
-      l_run[h] = l_run[h] * corr[h] + sum;
-    }
-  };
-  // P as the A fragments of the k16 steps of P V: the S accumulators of two 8-key blocks.
-  auto pack_p = [&]() {
+    };
+    // P as the A fragments of the k16 steps of P V: the S accumulators of two 8-key blocks.
+    auto pack_p = [&]() {
 #pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      for (int kk = 0; kk < kKeys / 16; ++kk) {
 #pragma unroll
-      for (int r = 0; r < 4; ++r) pa[kk][r] = PackPair<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
-    }
-  };
-  auto rescale = [&](const float (&corr)[2]) {
-    // Once the running maxima settle, most tiles change none of them: skip the rescale.
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0];
-        o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+        for (int r = 0; r < 4; ++r) pa[kk][r] = PackPair<T>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
       }
-    }
-  };
+    };
+    auto rescale = [&](const float (&corr)[2]) {
+      // Once the running maxima settle, most tiles change none of them: skip the rescale.
+      if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0];
+          o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+        }
+      }
+    };
 
-  auto wait_full = [&](int kind, int stage, int parity) { BarrierWait(barrier(kind, stage), parity); };
-  float corr[2];
-  wait_full(kFullK, 0, 0);
-  issue_s(0);
-  WgmmaWait<0>();
-  FenceRegisters(s);
-  release(kEmptyK, 0);
-  softmax(tile_begin * kKeys, corr);
-  pack_p();
-  for (int i = 1; i < num_tiles; ++i) {
-    const int stage = i % kStages, prev = (i - 1) % kStages;
-    wait_full(kFullK, stage, (i / kStages) & 1);
-    wait_full(kFullV, prev, ((i - 1) / kStages) & 1);
-    issue_s(stage);
-    issue_pv(prev);
-    WgmmaWait<1>();  // S of tile i; P V of tile i - 1 still runs
+    float corr[2];
+    const int first = consumed;
+    wait_full(kFullK, first % kStages, (first / kStages) & 1);
+    issue_s(first % kStages);
+    WgmmaWait<0>();
     FenceRegisters(s);
-    release(kEmptyK, stage);
-    softmax((tile_begin + i) * kKeys, corr);
+    release(kEmptyK, first % kStages);
+    softmax(tile_begin * kKeys, corr);
+    pack_p();
+    for (int i = 1; i < num_tiles; ++i) {
+      const int n = first + i, stage = n % kStages, prev = (n - 1) % kStages;
+      wait_full(kFullK, stage, (n / kStages) & 1);
+      wait_full(kFullV, prev, ((n - 1) / kStages) & 1);
+      issue_s(stage);
+      issue_pv(prev);
+      WgmmaWait<1>();  // S of tile i; P V of tile i - 1 still runs
+      FenceRegisters(s);
+      release(kEmptyK, stage);
+      softmax((tile_begin + i) * kKeys, corr);
+      WgmmaWait<0>();
+      FenceRegisters(o);
+      release(kEmptyV, prev);
+      rescale(corr);
+      pack_p();
+    }
+    consumed = first + num_tiles;
+    const int last = (consumed - 1) % kStages;
+    wait_full(kFullV, last, ((consumed - 1) / kStages) & 1);
+    if (last_valid < kKeys) {
+      // V rows past seq_len may hold anything (NaN) from a block the sequence only partly
+      // owns: zero them so that P = 0 there gives 0. Both warpgroups write the same zeros.
+      const uint32_t v_stage = v_smem + last * Shape::kKvBytes;
+      const int rows = kKeys - last_valid;
+      for (int i = wtid; i < rows * kPanels * 8; i += kWarpgroupThreads) {
+        const int r = last_valid + i / (kPanels * 8), panel = i / 8 % kPanels, chunk = i % 8;
+        asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_stage + r / 8 * Shape::kKvGroupBytes +
+                                                                      panel * 1024 + r % 8 * kPanelRowBytes +
+                                                                      chunk * 16),
+                     "r"(0)
+                     : "memory");
+      }
+      FenceProxyAsync();
+    }
+    // Every warp of the warpgroup is past its last S GEMM (and its V zeros are visible):
+    // the warpgroup's Q rows are free for the next item, loaded under the last P V.
+    NamedBarrier(1 + cw, kWarpgroupThreads);
+    issue_pv(last);
+    // The next item's Q goes out under the last P V; at D = 256 the accumulators leave
+    // no registers for its addresses, and it waits for the output.
+    constexpr bool kEarlyQ = D <= 128;
+    const int done_index = index;
+    index = NextWorkItem<kKeys>(p, index + gridDim.x);
+    const bool more = index < p.num_items;
+    if (kEarlyQ && more) load_q(DecodeWorkItem<kKeys>(p, index));
     WgmmaWait<0>();
     FenceRegisters(o);
-    release(kEmptyV, prev);
-    rescale(corr);
-    pack_p();
-  }
-  const int last = (num_tiles - 1) % kStages;
-  wait_full(kFullV, last, ((num_tiles - 1) / kStages) & 1);
-  const int last_valid = seq_len - (tile_begin + num_tiles - 1) * kKeys;
-  if (last_valid < kKeys) {
-    // V rows past seq_len may hold anything (NaN) from a block the sequence only partly
-    // owns: zero them so that P = 0 there gives 0. Both warpgroups write the same zeros.
-    const uint32_t v_stage = v_smem + last * Shape::kKvBytes;
-    const int rows = kKeys - last_valid;
-    for (int i = wtid; i < rows * kPanels * 8; i += kWarpgroupThreads) {
-      const int r = last_valid + i / (kPanels * 8), panel = i / 8 % kPanels, chunk = i % 8;
-      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_stage + r / 8 * Shape::kKvGroupBytes +
-                                                                    panel * 1024 + r % 8 * kPanelRowBytes + chunk * 16),
-                   "r"(0)
-                   : "memory");
-    }
-    FenceProxyAsync();
-    NamedBarrier(1 + cw, kWarpgroupThreads);
-  }
-  issue_pv(last);
-  WgmmaWait<0>();
-  FenceRegisters(o);
-  LaunchDependentGrids();
+    release(kEmptyV, last);
+    if (!more) LaunchDependentGrids();
 
+    const WorkItem done = DecodeWorkItem<kKeys>(p, done_index);
+    const int row0 = done.row_begin + 64 * cw + 16 * warp + g;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float l = l_run[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const int row = row0 + 8 * h;
-    if (row >= row_end) continue;
-    const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-    T* out = static_cast<T*>(p.out) +
-             (static_cast<int64_t>(q_begin + row / group) * p.num_q_heads + kv_head * group + row % group) * D;
+    for (int h = 0; h < 2; ++h) {
+      float l = l_run[h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const int row = row0 + 8 * h;
+      if (row >= done.row_end) continue;
+      const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
+      T* out = static_cast<T*>(p.out) + (static_cast<int64_t>(done.q_begin + row / group) * p.num_q_heads +
+                                         done.kv_head * group + row % group) *
+                                            D;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t4) =
-          PackPair<T>(o[4 * j + 2 * h] * inv_l, o[4 * j + 2 * h + 1] * inv_l);
+      for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t4) =
+            PackPair<T>(o[4 * j + 2 * h] * inv_l, o[4 * j + 2 * h + 1] * inv_l);
+      }
     }
+    if (!more) break;
+    if (!kEarlyQ) load_q(DecodeWorkItem<kKeys>(p, index));
   }
 }
 
@@ -594,6 +679,14 @@ int Sm90Override() {
   const char* env = std::getenv("LATTICE_ATTENTION_SM90");
   if (env == nullptr) return -1;
   return std::strcmp(env, "0") == 0 ? 0 : std::strcmp(env, "1") == 0 ? 1 : -1;
+}
+
+// LATTICE_ATTENTION_SM90_CTAS=n caps the persistent grid at n CTAs, so that tests walk
+// every CTA through many work items of mixed sequences; unset or invalid: no cap.
+int64_t GridCap() {
+  const char* env = std::getenv("LATTICE_ATTENTION_SM90_CTAS");
+  const int64_t cap = env == nullptr ? 0 : std::atoll(env);
+  return cap > 0 ? cap : std::numeric_limits<int64_t>::max();
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
@@ -630,14 +723,24 @@ CUtensorMap KvTensorMap(const Tensor& cache, DType dtype, int box_rows) {
   return map;
 }
 
+// The persistent grid: every work item's CTA resident at once, or as many as fit.
 template <typename T, int D>
 void LaunchPrefillSm90(const CUtensorMap& k_map, const CUtensorMap& v_map, const PrefillParams& params,
-                       unsigned ctas, cudaStream_t stream) {
+                       cudaStream_t stream) {
   auto kernel = PrefillAttentionSm90Kernel<T, D>;
-  LATTICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(PrefillShape<D>::kSmemBytes)));
-  LaunchKernel(LaunchMode::kProgrammatic, kernel, dim3(ctas), dim3(kPrefillThreads), PrefillShape<D>::kSmemBytes,
-               stream, k_map, v_map, params);
+  constexpr int kSmem = static_cast<int>(PrefillShape<D>::kSmemBytes);
+  LATTICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  static std::atomic<int> resident{0};  // CTAs per multiprocessor (the same on every Hopper GPU)
+  int per_sm = resident.load(std::memory_order_relaxed);
+  if (per_sm == 0) {
+    LATTICE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kPrefillThreads, kSmem));
+    per_sm = std::max(per_sm, 1);
+    resident.store(per_sm, std::memory_order_relaxed);
+  }
+  const int64_t ctas = std::min({static_cast<int64_t>(params.num_items),
+                                 static_cast<int64_t>(MultiprocessorCount()) * per_sm, GridCap()});
+  LaunchKernel(LaunchMode::kProgrammatic, kernel, dim3(static_cast<unsigned>(ctas)), dim3(kPrefillThreads),
+               PrefillShape<D>::kSmemBytes, stream, k_map, v_map, params);
 }
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -661,11 +764,11 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   if (!supported) return false;
   const int64_t group = num_q_heads / num_kv_heads;
   const int64_t row_tiles = (static_cast<int64_t>(metadata.max_query_len) * group + kTileRows - 1) / kTileRows;
-  const int64_t ctas = row_tiles * metadata.num_seqs * num_kv_heads;
-  // This kernel does not split a CTA's keys: a grid that would not fill the GPU once
+  const int64_t items = row_tiles * metadata.num_seqs * num_kv_heads;
+  // This kernel does not split an item's keys: work that would not fill the GPU once
   // (a short chunk on a long context) runs faster on the split mma.sync kernel.
-  if (ctas < MultiprocessorCount() && forced != 1) return false;
-  LATTICE_CHECK(ctas < (int64_t{1} << 31));
+  if (items < MultiprocessorCount() && forced != 1) return false;
+  LATTICE_CHECK(items < (int64_t{1} << 31));
   const int keys_per_tile = head_dim <= 128 ? 128 : 64;
 
   PrefillParams params{};
@@ -685,6 +788,7 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   params.num_kv_heads = static_cast<int32_t>(num_kv_heads);
   params.group = static_cast<int32_t>(group);
   params.num_row_tiles = static_cast<int32_t>(row_tiles);
+  params.num_items = static_cast<int32_t>(items);
   params.sliding_window = sliding_window;
   params.scale_log2 = scale * 1.4426950408889634f;
   const CUtensorMap k_map = KvTensorMap(k_cache, dtype, params.box_rows);
@@ -693,13 +797,12 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   DispatchFloat(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     if constexpr (!std::is_same_v<T, float>) {
-      const unsigned grid = static_cast<unsigned>(ctas);
       if (head_dim == 64) {
-        LaunchPrefillSm90<T, 64>(k_map, v_map, params, grid, stream);
+        LaunchPrefillSm90<T, 64>(k_map, v_map, params, stream);
       } else if (head_dim == 128) {
-        LaunchPrefillSm90<T, 128>(k_map, v_map, params, grid, stream);
+        LaunchPrefillSm90<T, 128>(k_map, v_map, params, stream);
       } else {
-        LaunchPrefillSm90<T, 256>(k_map, v_map, params, grid, stream);
+        LaunchPrefillSm90<T, 256>(k_map, v_map, params, stream);
       }
     }
   });

@@ -409,6 +409,11 @@ TEST(CudaAttention, PagedAttentionHopperPrefillMatchesTheCpu) {
   };
   int seed = 3500;
   for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+  // The grid is persistent: with 3 CTAs each walks many work items (of several
+  // sequences, empty ones among them), carrying its K/V ring and Q buffer across them.
+  setenv("LATTICE_ATTENTION_SM90_CTAS", "3", 1);
+  for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+  unsetenv("LATTICE_ATTENTION_SM90_CTAS");
   unsetenv("LATTICE_ATTENTION_SM90");
 }
 
