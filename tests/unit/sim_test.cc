@@ -38,15 +38,19 @@ TEST(SimHardware, NamesAndFiles) {
   EXPECT_EQ(LoadHardware("/nonexistent/hw.json").status().code(), absl::StatusCode::kNotFound);
 
   const std::string path = testing::TempDir() + "/sim_hw.json";
-  std::ofstream(path) << R"({"base": "h100", "name": "slow", "memory_efficiency": 0.5,
-                             "network": {"bandwidth": 1e9, "latency_s": 1e-4}})";
+  std::ofstream(path) << R"({"base": "h100", "name": "slow", "memory_efficiency": 0.5, "host_sync_s": 2e-4,
+                             "network": {"bandwidth": 1e9, "latency_s": 1e-4, "hop_latency_s": 1e-5}})";
   absl::StatusOr<Hardware> custom = LoadHardware(path);
   ASSERT_TRUE(custom.ok()) << custom.status();
   EXPECT_EQ(custom->name, "slow");
   EXPECT_DOUBLE_EQ(custom->memory_efficiency, 0.5);
   EXPECT_DOUBLE_EQ(custom->network.bandwidth, 1e9);
+  EXPECT_DOUBLE_EQ(custom->network.hop_latency_s, 1e-5);
+  EXPECT_DOUBLE_EQ(custom->host_sync_s, 2e-4);
+  EXPECT_DOUBLE_EQ(custom->moe_grouped_flops, h100->moe_grouped_flops);
   EXPECT_DOUBLE_EQ(custom->memory_bandwidth, h100->memory_bandwidth);  // from the base
   EXPECT_EQ(HardwareToJson(*custom)["name"], "slow");
+  EXPECT_EQ(HardwareToJson(*custom)["network"]["hop_latency_s"], 1e-5);
 
   std::ofstream(path) << R"({"memory_efficency": 0.5})";
   absl::Status typo = LoadHardware(path).status();
@@ -110,14 +114,74 @@ TEST(SimCostModel, ExpertsTouchedGrowWithTokensAndEpSplitsThem) {
   const double b64 = tp2.Stage(0, Decode(64, 1024)).moe_s;
   EXPECT_GT(b64, 3 * b1);  // 2 of 8 experts at batch 1, nearly all at 64
   EXPECT_LT(b64, 4.5 * b1);
+  // EP exchanges tokens by all-to-all (after a host sync for the counts) in eager steps;
+  // a decode graph runs each rank's experts on every token instead.
   const CostModel ep2(mixtral, Layout(2, 1, 1, 2), {}, h200, 2);
-  const StageCost e = ep2.Stage(0, Decode(64, 1024));
-  EXPECT_GT(e.ep_comm_s, 0);
+  const std::vector<std::vector<SeqWork>> prefill = {{{.num_new_tokens = 512, .context_len = 512, .sample = true}}};
+  EXPECT_GT(ep2.Stage(0, prefill).ep_comm_s, 32 * (h200.ep_exchange_s + h200.ep_exchange_per_peer_s));
+  EXPECT_EQ(ep2.Stage(0, Decode(64, 1024)).ep_comm_s, 0);
+  // Under DP attention a decode graph all-gathers the DP ranks' tokens instead.
+  const CostModel dp2ep2(mixtral, Layout(1, 1, 2, 2), {}, h200, 2);
+  EXPECT_GT(dp2ep2.Stage(0, {Decode(8, 1024)[0], Decode(8, 1024)[0]}).ep_comm_s, 0);
   // DP attention: the slowest DP rank sets each layer's pace.
   const CostModel dp2(mixtral, Layout(1, 1, 2, 2), {}, h200, 2);
   std::vector<std::vector<SeqWork>> uneven = {Decode(64, 4096)[0], Decode(1, 128)[0]};
   std::vector<std::vector<SeqWork>> even = {Decode(64, 4096)[0], Decode(64, 4096)[0]};
   EXPECT_GT(dp2.Stage(0, uneven).attention_s, 0.9 * dp2.Stage(0, even).attention_s);
+}
+
+// A TP all-reduce of a decode step's small message is latency-bound, and the latency
+// grows with the ring's steps: fitted to the light-load TPOT of the 70B at tp4 and tp8
+// and the 8B at tp2 (bench/results/2026-11-22-issue7-scaling.md). The numbers a
+// change of the fit should have to answer for: the 70B's decode step at batch 32.
+TEST(SimCostModel, TensorParallelAllReducesCostMoreWithMoreRanks) {
+  const Hardware h200 = *LoadHardware("h200");
+  const ModelConfig llama70b = Model("llama-3.1-70b");
+  const CostModel tp2(llama70b, Layout(2, 1), {}, h200, 2);
+  const CostModel tp4(llama70b, Layout(4, 1), {}, h200, 2);
+  const CostModel tp8(llama70b, Layout(8, 1), {}, h200, 2);
+  const StageCost s2 = tp2.Stage(0, Decode(32, 576));
+  const StageCost s4 = tp4.Stage(0, Decode(32, 576));
+  const StageCost s8 = tp8.Stage(0, Decode(32, 576));
+  // 160 all-reduces of 32 x 8192 bf16 (512 KiB) per step.
+  EXPECT_GT(s8.tp_comm_s, 1.3 * s4.tp_comm_s);
+  EXPECT_GT(s4.tp_comm_s, 1.2 * s2.tp_comm_s);
+  EXPECT_NEAR(s4.tp_comm_s / 160, 36e-6, 6e-6);
+  EXPECT_NEAR(s8.tp_comm_s / 160, 52e-6, 8e-6);
+  // The all-reduces, not the halved weights, now set the tp4 -> tp8 step.
+  EXPECT_GT(s8.tp_comm_s, s8.gemm_s);
+  EXPECT_LT(s8.total(), s4.total());
+  EXPECT_GT(s8.total(), 0.75 * s4.total());
+  std::printf("70B decode batch 32: tp2 %.2f ms (all-reduce %.2f), tp4 %.2f (%.2f), tp8 %.2f (%.2f)\n",
+              s2.total() * 1e3, s2.tp_comm_s * 1e3, s4.total() * 1e3, s4.tp_comm_s * 1e3, s8.total() * 1e3,
+              s8.tp_comm_s * 1e3);
+  // A prefill chunk's all-reduce is bandwidth-bound: 2(n-1)/n of 128 MiB at the bus bandwidth.
+  const std::vector<std::vector<SeqWork>> chunk = {{{.num_new_tokens = 8192, .context_len = 8192, .sample = true}}};
+  const double bytes = 8192.0 * 8192 * 2;
+  EXPECT_NEAR(tp8.Stage(0, chunk).tp_comm_s / 160, 2 * 7.0 / 8 * bytes / h200.nvlink.bandwidth, 60e-6);
+}
+
+// The expert terms were fitted to Mixtral-8x7B's decode and prefill steps on one H200
+// (bench/results/2026-11-22-issue7/moe_step_bench.jsonl): decode with CUDA graphs
+// through the grouped kernels (batch 1-64), batch 256 and the 2048-token prefill
+// through the per-expert cuBLASLt route (eager).
+TEST(SimCostModel, ReproducesTheMeasuredMixtralSteps) {
+  const CostModel model(Model("mixtral-8x7b"), Layout(1, 1), {}, *LoadHardware("h200"), 2);
+  const std::pair<int, double> measured_ms[] = {{1, 10.43}, {8, 25.44}, {64, 43.63}, {256, 40.13}};
+  for (const auto& [batch, ms] : measured_ms) {
+    const double predicted = model.Stage(0, Decode(batch, 1024)).total() * 1e3;
+    EXPECT_NEAR(predicted, ms, 0.08 * ms) << "batch " << batch;
+    std::printf("Mixtral decode batch %d: measured %.2f ms, predicted %.2f ms (%+.1f%%)\n", batch, ms, predicted,
+                100 * (predicted / ms - 1));
+  }
+  const std::vector<std::vector<SeqWork>> prefill = {{{.num_new_tokens = 2048, .context_len = 2048, .sample = true}}};
+  const double predicted = model.Stage(0, prefill).total() * 1e3;
+  EXPECT_NEAR(predicted, 103.2, 0.08 * 103.2);
+  std::printf("Mixtral prefill 2048: measured 103.2 ms, predicted %.1f ms (%+.1f%%)\n", predicted,
+              100 * (predicted / 103.2 - 1));
+  // The grouped kernels are far below the roofline: batch 64 streams every expert
+  // once, yet takes longer than the per-expert route's batch 256.
+  EXPECT_GT(model.Stage(0, Decode(64, 1024)).moe_s, model.Stage(0, Decode(256, 1024)).moe_s);
 }
 
 pb::StepRequest DecodeStep(int64_t step, int64_t seq_id, int32_t token, bool is_new, int32_t block) {

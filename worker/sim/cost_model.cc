@@ -19,9 +19,21 @@ constexpr double kMiB = 1024.0 * 1024.0;
 // bandwidth; weights and KV together stream at about 86% of the 4.27 TB/s copy bandwidth, and
 // graphs with programmatic launch leave ~0.24 ms of per-step and per-layer overhead),
 // the GEMM peak measured by lattice_kernel_bench (775 TFLOP/s, 85% at model shapes),
-// our prefill attention (300 TFLOP/s at 8k). NVLink 4: 450 GB/s per direction, of
-// which NCCL's all-reduce reaches about 80%; 400 Gb/s InfiniBand per GPU. Its error
-// against measured steps and serving runs: bench/results/2026-11-22-issue7-*.md.
+// our prefill attention (300 TFLOP/s at 8k).
+// NVLink: fitted to the TP serving runs on H200s (70B tp4/tp8 light-load TPOT and
+// saturated throughput, 8B tp2; bench/results/2026-11-22-issue7-scaling.md): 18 us per
+// collective + 2 us per ring step (a decode all-reduce: 22 us at tp2, 30 at tp4, 46 at
+// tp8), 220 GB/s of bus bandwidth for the prefill chunks' large all-reduces (half of
+// NVLink 4's 450 GB/s: eager, without NVLS).
+// Experts: fitted to Mixtral-8x7B's steps on one H200 (moe_step_bench.jsonl): the
+// grouped kernels stream weights at 82% of the copy bandwidth (full from ~300 CTAs:
+// batch 1's down GEMM has 128) and then compute at 93 TFLOP/s with 16-row tiles
+// (batch 8 -> 64) and 150 with 64-row tiles (batch 256, prefill); the per-expert
+// route reaches 85% of the GEMM rate (2048-token prefill) and pays ~100 us of host
+// sync and launches per layer (batch 256). The EP exchange of an eager step (150 us
+// + 80 us per peer per MoE layer) was fitted to the Mixtral EP serving runs.
+// 400 Gb/s InfiniBand per GPU (unchecked). Its error against measured steps and
+// serving runs: bench/results/2026-11-22-issue7-*.md.
 Hardware H200() {
   Hardware h;
   h.name = "h200";
@@ -34,9 +46,17 @@ Hardware H200() {
   h.step_overhead_s = 100e-6;
   h.layer_overhead_s = 4.5e-6;
   h.activation_reserve_bytes = 2 * kGiB;
+  h.moe_memory_efficiency = 0.82;
+  h.moe_grouped_flops = 150e12;
+  h.moe_grouped_small_tile_flops = 93e12;
+  h.moe_per_expert_efficiency = 0.85;
+  h.moe_ctas_for_full_bandwidth = 300;
+  h.host_sync_s = 100e-6;
+  h.ep_exchange_s = 150e-6;
+  h.ep_exchange_per_peer_s = 80e-6;
   h.gpus_per_node = 8;
-  h.nvlink = {.bandwidth = 360e9, .latency_s = 10e-6};
-  h.network = {.bandwidth = 45e9, .latency_s = 25e-6};
+  h.nvlink = {.bandwidth = 220e9, .latency_s = 18e-6, .hop_latency_s = 2e-6};
+  h.network = {.bandwidth = 45e9, .latency_s = 25e-6, .hop_latency_s = 5e-6};
   return h;
 }
 
@@ -64,6 +84,7 @@ absl::Status ApplyJson(const nlohmann::json& j, const std::string& where, Hardwa
         if (!v.is_number()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, ".", k, " must be a number"));
         if (k == "bandwidth") l.bandwidth = v.get<double>();
         else if (k == "latency_s") l.latency_s = v.get<double>();
+        else if (k == "hop_latency_s") l.hop_latency_s = v.get<double>();
         else return absl::InvalidArgumentError(absl::StrCat(where, ": unknown field ", key, ".", k));
       }
       return absl::OkStatus();
@@ -80,6 +101,14 @@ absl::Status ApplyJson(const nlohmann::json& j, const std::string& where, Hardwa
     else if (key == "step_overhead_s") s = number(h.step_overhead_s);
     else if (key == "layer_overhead_s") s = number(h.layer_overhead_s);
     else if (key == "activation_reserve_bytes") s = number(h.activation_reserve_bytes);
+    else if (key == "moe_memory_efficiency") s = number(h.moe_memory_efficiency);
+    else if (key == "moe_grouped_flops") s = number(h.moe_grouped_flops);
+    else if (key == "moe_grouped_small_tile_flops") s = number(h.moe_grouped_small_tile_flops);
+    else if (key == "moe_per_expert_efficiency") s = number(h.moe_per_expert_efficiency);
+    else if (key == "moe_ctas_for_full_bandwidth") s = number(h.moe_ctas_for_full_bandwidth);
+    else if (key == "host_sync_s") s = number(h.host_sync_s);
+    else if (key == "ep_exchange_s") s = number(h.ep_exchange_s);
+    else if (key == "ep_exchange_per_peer_s") s = number(h.ep_exchange_per_peer_s);
     else if (key == "gpus_per_node") {
       double n = 0;
       s = number(n);
@@ -98,7 +127,11 @@ absl::Status Check(const Hardware& h, const std::string& where) {
                   h.matmul_efficiency <= 1 && h.attention_flops > 0 && h.step_overhead_s >= 0 &&
                   h.layer_overhead_s >= 0 && h.activation_reserve_bytes >= 0 && h.gpus_per_node >= 1 &&
                   h.nvlink.bandwidth > 0 && h.network.bandwidth > 0 && h.nvlink.latency_s >= 0 &&
-                  h.network.latency_s >= 0;
+                  h.network.latency_s >= 0 && h.nvlink.hop_latency_s >= 0 && h.network.hop_latency_s >= 0 &&
+                  h.moe_memory_efficiency > 0 && h.moe_memory_efficiency <= 1 && h.moe_grouped_flops > 0 &&
+                  h.moe_grouped_small_tile_flops > 0 && h.moe_per_expert_efficiency > 0 &&
+                  h.moe_per_expert_efficiency <= 1 && h.moe_ctas_for_full_bandwidth > 0 && h.host_sync_s >= 0 &&
+                  h.ep_exchange_s >= 0 && h.ep_exchange_per_peer_s >= 0;
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       where, ": bandwidths, FLOP rates and memory must be positive, efficiencies in (0, 1], overheads >= 0"));
@@ -111,6 +144,13 @@ double AttendedKeys(const SeqWork& s, int32_t window) {
   const double start = s.context_len - s.num_new_tokens;
   const double mean = start + (q + 1) / 2;
   return q * (window > 0 ? std::min<double>(window, mean) : mean);
+}
+
+// The route moe.cu's auto rule takes for `pairs` over `local` experts
+// (kPerExpertMinRows, kPerExpertMinFlops): cuBLASLt per expert, eagerly.
+bool RunsPerExpert(double pairs, double local, double flops_per_row) {
+  const double rows = pairs / local;
+  return rows >= 64 && rows * flops_per_row >= 8e9;
 }
 
 }  // namespace
@@ -140,7 +180,9 @@ absl::StatusOr<Hardware> LoadHardware(std::string_view name_or_path) {
 }
 
 nlohmann::json HardwareToJson(const Hardware& h) {
-  auto link = [](const Link& l) { return nlohmann::json{{"bandwidth", l.bandwidth}, {"latency_s", l.latency_s}}; };
+  auto link = [](const Link& l) {
+    return nlohmann::json{{"bandwidth", l.bandwidth}, {"latency_s", l.latency_s}, {"hop_latency_s", l.hop_latency_s}};
+  };
   return {{"name", h.name},
           {"memory_bytes", h.memory_bytes},
           {"memory_bandwidth", h.memory_bandwidth},
@@ -151,6 +193,14 @@ nlohmann::json HardwareToJson(const Hardware& h) {
           {"step_overhead_s", h.step_overhead_s},
           {"layer_overhead_s", h.layer_overhead_s},
           {"activation_reserve_bytes", h.activation_reserve_bytes},
+          {"moe_memory_efficiency", h.moe_memory_efficiency},
+          {"moe_grouped_flops", h.moe_grouped_flops},
+          {"moe_grouped_small_tile_flops", h.moe_grouped_small_tile_flops},
+          {"moe_per_expert_efficiency", h.moe_per_expert_efficiency},
+          {"moe_ctas_for_full_bandwidth", h.moe_ctas_for_full_bandwidth},
+          {"host_sync_s", h.host_sync_s},
+          {"ep_exchange_s", h.ep_exchange_s},
+          {"ep_exchange_per_peer_s", h.ep_exchange_per_peer_s},
           {"gpus_per_node", h.gpus_per_node},
           {"nvlink", link(h.nvlink)},
           {"network", link(h.network)}};
@@ -194,12 +244,37 @@ CostModel::LayerShape CostModel::Shape(int layer) const {
 
 double CostModel::AllReduce(double bytes, int n, const Link& link) {
   if (n <= 1) return 0;
-  return link.latency_s + 2.0 * (n - 1) / n * bytes / link.bandwidth;
+  return link.latency_s + 2.0 * (n - 1) * link.hop_latency_s + 2.0 * (n - 1) / n * bytes / link.bandwidth;
 }
 
+// Also an all-gather or reduce-scatter of `bytes` in all.
 double CostModel::AllToAll(double bytes, int n, const Link& link) {
   if (n <= 1) return 0;
-  return link.latency_s + static_cast<double>(n - 1) / n * bytes / link.bandwidth;
+  return link.latency_s + (n - 1) * link.hop_latency_s + static_cast<double>(n - 1) / n * bytes / link.bandwidth;
+}
+
+double CostModel::Experts(double pairs, double local, double touched, double expert_bytes) const {
+  const double hidden = static_cast<double>(config_.hidden_size);
+  const Hardware& hw = hardware_;
+  const double flops = 2 * pairs * expert_bytes / dtype_bytes_;
+  const double bytes = touched * expert_bytes;
+  if (RunsPerExpert(pairs, local, 2 * expert_bytes / dtype_bytes_)) {
+    return std::max(bytes / (hw.memory_bandwidth * hw.memory_efficiency),
+                    flops / (hw.matmul_flops * hw.matmul_efficiency * hw.moe_per_expert_efficiency)) +
+           hw.host_sync_s;
+  }
+  // moe.cu's PlanMoe: 16-row tiles while the pairs fit 16 per expert. A CTA of the
+  // gate/up GEMM covers 32 (16-row tiles) or 64 intermediate columns of a tile, one of
+  // the down GEMM 64 hidden columns; too few CTAs (few experts in use, few local
+  // experts under EP) cannot keep the memory system busy.
+  const bool small_tiles = pairs <= 16 * local;
+  const double tiles = std::max(touched, pairs / (small_tiles ? 16 : 64));
+  const double width = expert_bytes / (3 * dtype_bytes_ * hidden);
+  auto occupancy = [&](double ctas) { return std::min(1.0, ctas / hw.moe_ctas_for_full_bandwidth); };
+  const double stream = bytes / (hw.memory_bandwidth * hw.moe_memory_efficiency) *
+                        (2.0 / 3 / occupancy(tiles * width / (small_tiles ? 32 : 64)) +
+                         1.0 / 3 / occupancy(tiles * hidden / 64));
+  return stream + flops / (small_tiles ? hw.moe_grouped_small_tile_flops : hw.moe_grouped_flops);
 }
 
 const Link& CostModel::LinkBetween(int rank_a, int rank_b) const {
@@ -238,6 +313,14 @@ StageCost CostModel::Stage(int stage, const std::vector<std::vector<SeqWork>>& w
   const int rank = layout_.RankOf(stage, 0, 0);
   const Link& tp_link = GroupLink(layout_.TpGroup(rank));
   const Link& ep_link = GroupLink(layout_.EpGroup(rank));
+  const Link& dp_link = GroupLink(layout_.DpGroup(rank));
+  // A decode step (one new token per sequence, each sampled) replays a CUDA graph
+  // unless the model is pipelined or its experts take the per-expert route; other
+  // steps run eagerly (cuda_model.cc).
+  bool decode = p.pp == 1 && all_tokens > 0;
+  for (const std::vector<SeqWork>& rank_work : work) {
+    for (const SeqWork& w : rank_work) decode = decode && w.num_new_tokens == 1 && w.sample;
+  }
 
   StageCost cost;
   for (int layer = first_layer_[stage]; layer < end_layer_[stage]; ++layer) {
@@ -269,12 +352,18 @@ StageCost CostModel::Stage(int stage, const std::vector<std::vector<SeqWork>>& w
       const double local = p.ep > 1 ? e / p.ep : e;
       const double touched = local * (1 - std::pow(1 - k / e, routed));
       const double pairs = routed * k / (p.ep > 1 ? p.ep : 1);  // (token, expert) pairs per GPU
-      const double expert_flops = 2 * pairs * s.expert_bytes / b;
-      cost.moe_s += std::max(touched * s.expert_bytes / bandwidth, expert_flops / flops);
-      if (p.ep > 1) {
-        // Dispatch and combine: each GPU's share of its DP rank's pairs.
+      cost.moe_s += Experts(pairs, local, touched, s.expert_bytes);
+      const bool graph = decode && !RunsPerExpert(pairs, local, 2 * s.expert_bytes / b);
+      if (p.ep > 1 && !graph) {
+        // Dispatch and combine of each GPU's share of its DP rank's pairs, after the
+        // pair counts went to the host (NCCL takes host counts).
         const double bytes = max_tokens / p.tp * k * h * b;
-        cost.ep_comm_s += 2 * AllToAll(bytes, p.ep, ep_link);
+        cost.ep_comm_s +=
+            2 * AllToAll(bytes, p.ep, ep_link) + hw.ep_exchange_s + (p.ep - 1) * hw.ep_exchange_per_peer_s;
+      } else if (p.ep > 1 && p.dp > 1) {
+        // In a graph under DP attention: the DP ranks' tokens are all-gathered and
+        // the expert outputs reduce-scattered back (no all-to-all).
+        cost.ep_comm_s += 2 * AllToAll(all_tokens * h * b, p.dp, dp_link);
       }
     }
     cost.tp_comm_s += 2 * AllReduce(max_tokens * h * b, p.tp, tp_link);

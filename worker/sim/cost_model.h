@@ -5,16 +5,22 @@
 // A stage's step time is the sum over its layers of
 //   max(weight bytes / B, GEMM FLOPs / F)        projections, dense MLP, LM head
 // + max(KV bytes / B, attention FLOPs / Fa)       paged attention
-// + max(touched expert bytes / B, expert FLOPs / F)   MoE layers
-// + collectives (TP all-reduce x2, EP all-to-all x2 per MoE layer)
+// + MoE experts, by the route moe.cu takes:
+//     grouped kernels: touched expert bytes / Bm + expert FLOPs / Fg (they do not
+//       overlap streaming with math at these sizes; Fg depends on the tile height)
+//     per expert (cuBLASLt, eager): max(bytes / B, FLOPs / (F x e)) + a host sync
+// + collectives (TP all-reduce x2; under EP in eager steps two all-to-alls and the
+//   exchange's fixed and per-peer costs, in decode graphs none)
 // + a per-layer overhead (kernel gaps a graph does not hide)
 // plus, on the last stage, a per-step overhead (host, sampling); a stage boundary
 // costs one send of the hidden states and residual. B is the measured copy bandwidth
 // times the fraction decode kernels sustain, F the measured GEMM peak times its
-// efficiency at model shapes; collectives are latency + bytes / link bandwidth, over
-// NVLink inside a node and the network between nodes (ranks fill nodes in order).
-// The defaults for H200 were fitted to the decode steps measured on one H200
-// (bench/results/2026-11-22-h200-gpu-backend.md); see docs/architecture.md.
+// efficiency at model shapes; a collective over n ranks is latency + hops x per-hop
+// latency + bytes moved / bus bandwidth (an all-reduce takes 2(n-1) ring steps and
+// moves 2(n-1)/n of the bytes), over NVLink inside a node and the network between
+// nodes (ranks fill nodes in order). The H200 defaults were fitted to measured steps
+// and serving runs (bench/results/2026-11-22-issue7-scaling.md); see
+// docs/architecture.md.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +36,9 @@
 namespace lattice::sim {
 
 struct Link {
-  double bandwidth = 0;  // bytes/s per GPU, one direction
-  double latency_s = 0;  // per collective or send
+  double bandwidth = 0;      // bus bandwidth a collective reaches, bytes/s per GPU
+  double latency_s = 0;      // per collective or send
+  double hop_latency_s = 0;  // per ring step: 2(n-1) per all-reduce, n-1 per all-to-all
 };
 
 struct Hardware {
@@ -45,6 +52,20 @@ struct Hardware {
   double step_overhead_s = 0;     // per step, last stage
   double layer_overhead_s = 0;    // per layer and step
   double activation_reserve_bytes = 0;  // kept free of KV per GPU
+  // MoE experts. The grouped kernels stream weights at moe_memory_efficiency of the
+  // copy bandwidth and then compute at moe_grouped_flops (64-row tiles) or
+  // moe_grouped_small_tile_flops (16-row tiles, up to 16 pairs per expert); the
+  // per-expert cuBLASLt route reaches moe_per_expert_efficiency of the GEMM rate.
+  double moe_memory_efficiency = 1;
+  double moe_grouped_flops = 0;
+  double moe_grouped_small_tile_flops = 0;
+  double moe_per_expert_efficiency = 1;
+  double moe_ctas_for_full_bandwidth = 1;  // grouped-kernel CTAs that saturate HBM
+  double host_sync_s = 0;  // a count copy to the host and the launch gap after it
+  // An eager step's EP exchange per MoE layer beyond its all-to-alls' bytes (count
+  // exchange, host sync, dispatch plan, one send/recv pair per peer).
+  double ep_exchange_s = 0;
+  double ep_exchange_per_peer_s = 0;
   int gpus_per_node = 8;
   Link nvlink;   // between GPUs of a node
   Link network;  // between nodes
@@ -112,6 +133,9 @@ class CostModel {
   // Seconds of an all-reduce of `bytes` over `n` GPUs on `link`.
   static double AllReduce(double bytes, int n, const Link& link);
   static double AllToAll(double bytes, int n, const Link& link);
+  // Seconds of one GPU's routed experts for `pairs` (token, expert) pairs over
+  // `local` experts of which `touched` are used, each `expert_bytes` wide.
+  double Experts(double pairs, double local, double touched, double expert_bytes) const;
   const Link& LinkBetween(int rank_a, int rank_b) const;
   const Link& GroupLink(const std::vector<int>& ranks) const;
 
