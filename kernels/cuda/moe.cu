@@ -416,8 +416,12 @@ void LaunchGemm(const GemmParams<T>& p, int max_tiles, cudaStream_t stream) {
 }
 
 // out[t] = sum over valid slots s (in slot order) of pair_out[t * k + s].
+// out[t] = sum over the valid slots s of token t (in slot order) of w * rows[r]: r =
+// pair_row[pair] (the per-expert route's expert-sorted rows) or the pair itself (null),
+// w = topk_weights[pair], or 1 where the grouped route's down GEMM applied it (null).
 template <typename T>
-__global__ void MoeCombineKernel(const T* __restrict__ pair_out, const int32_t* __restrict__ topk_ids,
+__global__ void MoeCombineKernel(const T* __restrict__ rows, const int32_t* __restrict__ pair_row,
+                                 const int32_t* __restrict__ topk_ids, const float* __restrict__ topk_weights,
                                  int64_t tokens, int top_k, int64_t hidden, int experts, T* __restrict__ out) {
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -427,7 +431,11 @@ __global__ void MoeCombineKernel(const T* __restrict__ pair_out, const int32_t* 
     for (int s = 0; s < top_k; ++s) {
       const int64_t pair = t * top_k + s;
       const int32_t e = topk_ids[pair];
-      if (0 <= e && e < experts) sum += ToFloat(pair_out[pair * hidden + h]);
+      if (0 <= e && e < experts) {
+        const int64_t row = pair_row != nullptr ? pair_row[pair] : pair;
+        const float w = topk_weights != nullptr ? topk_weights[pair] : 1.0f;
+        sum += w * ToFloat(rows[row * hidden + h]);
+      }
     }
     out[i] = FromFloat<T>(sum);
   }
@@ -554,25 +562,6 @@ __global__ void GatherSortedKernel(const W* __restrict__ x, const int32_t* __res
   for (int64_t i = threadIdx.x; i < row_words; i += blockDim.x) dst[i] = src[i];
 }
 
-// out[t] = sum over valid slots s (in slot order) of topk_weights[t * k + s] * y_sorted[pair_row[t * k + s]].
-template <typename T>
-__global__ void MoeCombineSortedKernel(const T* __restrict__ y_sorted, const int32_t* __restrict__ pair_row,
-                                       const int32_t* __restrict__ topk_ids, const float* __restrict__ topk_weights,
-                                       int64_t tokens, int top_k, int64_t hidden, int experts, T* __restrict__ out) {
-  const int64_t n = tokens * hidden;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = i / hidden, h = i % hidden;
-    float sum = 0.0f;
-    for (int s = 0; s < top_k; ++s) {
-      const int64_t pair = t * top_k + s;
-      const int32_t e = topk_ids[pair];
-      if (0 <= e && e < experts) sum += topk_weights[pair] * ToFloat(y_sorted[pair_row[pair] * hidden + h]);
-    }
-    out[i] = FromFloat<T>(sum);
-  }
-}
-
 // Steps 2-4 through cuBLASLt, one expert at a time (see the file comment).
 void PerExpertMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor& topk_ids,
                   const Tensor& topk_weights, Tensor& out, Workspace& workspace, Gemm& gemm, cudaStream_t stream) {
@@ -640,7 +629,7 @@ void PerExpertMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Te
 
   DispatchFloat(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    MoeCombineSortedKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(
+    MoeCombineKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(
         Ptr<T>(y_sorted), pair_row, Ptr<int32_t>(topk_ids), Ptr<float>(topk_weights), tokens,
         static_cast<int>(top_k), hidden, static_cast<int>(experts), MutablePtr<T>(out));
   });
@@ -754,8 +743,8 @@ void FusedMoe(const Tensor& x, const Tensor& w13, const Tensor& w2, const Tensor
       LaunchGemm<T, 64, false>(down, max_tiles, stream);
     }
     MoeCombineKernel<T><<<GridFor(out.numel(), 256), 256, 0, stream>>>(
-        static_cast<const T*>(pair_out), Ptr<int32_t>(topk_ids), tokens, static_cast<int>(top_k), hidden,
-        static_cast<int>(experts), MutablePtr<T>(out));
+        static_cast<const T*>(pair_out), nullptr, Ptr<int32_t>(topk_ids), nullptr, tokens, static_cast<int>(top_k),
+        hidden, static_cast<int>(experts), MutablePtr<T>(out));
   });
   LATTICE_CUDA_LAUNCH_CHECK();
 }
