@@ -16,16 +16,9 @@
 #include <utility>
 
 #include "base/check.h"
+#include "kernels/cuda/check.h"
 #include "kernels/tensor.h"
 
-// Aborts with file:line on a failed CUDA runtime call (hot-path invariant, not input).
-#define LATTICE_CUDA_CHECK(expr)                                                                 \
-  do {                                                                                           \
-    const cudaError_t err_ = (expr);                                                             \
-    LATTICE_CHECK_MSG(err_ == cudaSuccess, "CUDA error %s: %s", #expr, cudaGetErrorString(err_)); \
-  } while (0)
-
-#define LATTICE_CUDA_LAUNCH_CHECK() LATTICE_CUDA_CHECK(cudaGetLastError())
 
 namespace lattice::cuda {
 

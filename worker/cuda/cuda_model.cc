@@ -6,17 +6,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/device.h"
 #include "parallel/nccl/nccl_communicator.h"
 #include "worker/model_runner.h"
 #include "worker/layers/sharding.h"
 #include "worker/layers/vocab_parallel.h"
-
-#define LATTICE_CUDA_OK(expr)                                                                     \
-  do {                                                                                            \
-    const cudaError_t err_ = (expr);                                                              \
-    LATTICE_CHECK_MSG(err_ == cudaSuccess, "CUDA error %s: %s", #expr, cudaGetErrorString(err_)); \
-  } while (0)
 
 namespace lattice {
 
@@ -75,7 +70,7 @@ Tensor ToDeviceAs(const Tensor& host, DType dtype) {
 
 bool Capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  LATTICE_CUDA_OK(cudaStreamIsCapturing(stream, &status));
+  LATTICE_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
   return status != cudaStreamCaptureStatusNone;
 }
 
@@ -137,7 +132,7 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
   m->inv_freq = section(s * rotary_half_);
   m->block_tables = section(s * max_blocks_per_seq_);  // last: a step copies only its rows
   m->words = at;
-  LATTICE_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&m->host), m->words * 4));
+  LATTICE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&m->host), m->words * 4));
   std::memset(m->host, 0, m->words * 4);
   m->device = cuda::AllocateDevice(m->words * 4);
   metadata_ = std::move(m);
@@ -148,7 +143,7 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
     LATTICE_CHECK(config_.num_experts % shard_.ep.size == 0);
     LATTICE_CHECK(placement.dp == nullptr || placement.ep->size() == placement.dp->size() * placement.tp->size());
     const size_t words = static_cast<size_t>(shard_.ep.size) * shard_.ep.size + 2;
-    LATTICE_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&host_counts_), words * 4));
+    LATTICE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_counts_), words * 4));
   } else {
     LATTICE_CHECK_MSG(placement.dp == nullptr || placement.dp->size() == 1,
                       "data-parallel attention shares experts: it needs ep > 1");
@@ -295,7 +290,7 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Dummy(const ModelConfig& c
     m.norm_ = ones({h});
     m.lm_head_ = c.tie_word_embeddings ? m.embed_tokens_ : make({m.vocab_rows_, h});
   }
-  LATTICE_CUDA_OK(cudaStreamSynchronize(m.stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(m.stream_));
   return model;
 }
 
@@ -352,7 +347,7 @@ void CudaModel::InitializeCache() {
     v_cache_.clear();
     kv_buffer_.reset();
     kv_buffer_ = cuda::AllocateDevice(std::max<size_t>(1, 2 * layers * per_tensor));
-    LATTICE_CUDA_OK(cudaMemsetAsync(kv_buffer_->data(), 0, 2 * layers * per_tensor, stream_));
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(kv_buffer_->data(), 0, 2 * layers * per_tensor, stream_));
     for (int64_t l = 0; l < layers; ++l) {
       const Shape shape = {blocks, options_.block_size, num_kv_heads_, config_.head_dim};
       k_cache_.push_back(Tensor::FromBuffer(kv_buffer_, 2 * l * per_tensor, options_.dtype, shape));
@@ -389,12 +384,12 @@ void CudaModel::InitializeCache() {
   const int32_t chunk = std::min(options_.max_num_tokens, options_.max_model_len);
   profile(options_.max_num_tokens / chunk, chunk);
   profile(std::min(options_.max_num_seqs, options_.max_num_tokens), 1);
-  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   int32_t blocks = options_.num_kv_blocks;
   if (blocks <= 0) {
     size_t free_bytes = 0, total_bytes = 0;
-    LATTICE_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    LATTICE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     free_bytes += kv_buffer_->bytes();  // the profiling pool is given back below
     const double budget =
         static_cast<double>(free_bytes) - static_cast<double>(total_bytes) * (1.0 - options_.gpu_memory_utilization);
@@ -463,7 +458,7 @@ void CudaModel::Upload(const ForwardBatch& batch, const std::vector<SamplingRow>
     }
   }
   const size_t words = m.block_tables + static_cast<size_t>(padded_seqs) * max_blocks_per_seq_;
-  LATTICE_CUDA_OK(cudaMemcpyAsync(m.device->data(), m.host, words * 4, cudaMemcpyHostToDevice, stream_));
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(m.device->data(), m.host, words * 4, cudaMemcpyHostToDevice, stream_));
 }
 
 Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows, int32_t max_query_len,
@@ -500,13 +495,13 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
       cuda::VocabShardEmbedding(token_ids, embed_tokens_, vocab_first_row_, hidden, stream_);
       if (tp.size() > 1) tp.AllReduce(hidden);
       // residual = 0, so the first fused add-norm leaves residual = hidden exactly.
-      LATTICE_CUDA_OK(cudaMemsetAsync(residual.raw_data(), 0, residual.nbytes(), stream_));
+      LATTICE_CUDA_CHECK(cudaMemsetAsync(residual.raw_data(), 0, residual.nbytes(), stream_));
     }
   } else if (t > 0 && !graph) {
     links_->Receive(both);  // a graph's caller receives into stage_io_ before the replay
   } else if (t > 0 && !Capturing(stream_)) {
     // Warming up a graph: no input arrives; zeros keep the MoE routing in range.
-    LATTICE_CUDA_OK(cudaMemsetAsync(both.raw_data(), 0, both.nbytes(), stream_));
+    LATTICE_CUDA_CHECK(cudaMemsetAsync(both.raw_data(), 0, both.nbytes(), stream_));
   }
   stage_io_ = both;
 
@@ -555,7 +550,7 @@ Tensor CudaModel::Forward(int32_t num_tokens, int32_t num_seqs, int32_t num_rows
         // The gate is the same on every rank, so gating each rank's partial sum is exact.
         cuda::AddSigmoidGated(gate, shared, out, stream_);
       }
-      LATTICE_CUDA_OK(cudaMemcpyAsync(hidden.raw_data(), out.raw_data(), out.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+      LATTICE_CUDA_CHECK(cudaMemcpyAsync(hidden.raw_data(), out.raw_data(), out.nbytes(), cudaMemcpyDeviceToDevice, stream_));
     }
     if (tp.size() > 1) tp.AllReduce(hidden);
     ws.Rewind(mark);
@@ -655,9 +650,9 @@ void CudaModel::RoutedAllToAll(const Layer& l, const Tensor& x, const Tensor& id
   // Every rank's counts to every rank, then to the host: NCCL takes host counts.
   Tensor all_counts = ws.Empty(DType::kI32, {n, n});
   ep.AllGather(plan.send_counts, all_counts);
-  LATTICE_CUDA_OK(cudaMemcpyAsync(host_counts_, all_counts.raw_data(), all_counts.nbytes(), cudaMemcpyDeviceToHost,
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(host_counts_, all_counts.raw_data(), all_counts.nbytes(), cudaMemcpyDeviceToHost,
                                   stream_));
-  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   std::vector<int64_t> send_counts(n), recv_counts(n);
   int64_t num_send = 0, num_recv = 0;
   for (int r = 0; r < n; ++r) {
@@ -701,10 +696,10 @@ int32_t CudaModel::AgreeOnGraph(int32_t bucket) {
   host[0] = bucket < 0 ? 1 : 0;  // this rank runs eagerly
   host[1] = std::max(bucket, 0);
   Tensor words = ws.Empty(DType::kI32, {2});
-  LATTICE_CUDA_OK(cudaMemcpyAsync(words.raw_data(), host, 8, cudaMemcpyHostToDevice, stream_));
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(words.raw_data(), host, 8, cudaMemcpyHostToDevice, stream_));
   placement_.ep->AllReduce(words, ReduceOp::kMax);
-  LATTICE_CUDA_OK(cudaMemcpyAsync(host, words.raw_data(), 8, cudaMemcpyDeviceToHost, stream_));
-  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(host, words.raw_data(), 8, cudaMemcpyDeviceToHost, stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   ws.Rewind(mark);
   return host[0] != 0 ? 0 : host[1];
 }
@@ -739,13 +734,13 @@ std::vector<DeviceSample> CudaModel::SampleRows(const Tensor& logits, const std:
   // Results land in the pinned staging area past the metadata (the step is over with it).
   std::vector<int32_t> host_tokens(r), host_ids(static_cast<size_t>(r) * k);
   std::vector<float> host_logprobs(static_cast<size_t>(r) * k);
-  LATTICE_CUDA_OK(cudaMemcpyAsync(host_tokens.data(), tokens.raw_data(), tokens.nbytes(), cudaMemcpyDeviceToHost, stream_));
+  LATTICE_CUDA_CHECK(cudaMemcpyAsync(host_tokens.data(), tokens.raw_data(), tokens.nbytes(), cudaMemcpyDeviceToHost, stream_));
   if (k > 0) {
-    LATTICE_CUDA_OK(cudaMemcpyAsync(host_ids.data(), ids.raw_data(), ids.nbytes(), cudaMemcpyDeviceToHost, stream_));
-    LATTICE_CUDA_OK(
+    LATTICE_CUDA_CHECK(cudaMemcpyAsync(host_ids.data(), ids.raw_data(), ids.nbytes(), cudaMemcpyDeviceToHost, stream_));
+    LATTICE_CUDA_CHECK(
         cudaMemcpyAsync(host_logprobs.data(), logprobs.raw_data(), logprobs.nbytes(), cudaMemcpyDeviceToHost, stream_));
   }
-  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   for (int32_t i = 0; i < r; ++i) {
     DeviceSample s;
     s.token = host_tokens[i];
@@ -783,12 +778,12 @@ std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const st
     Graph& g = *graph->second;
     Upload(batch, rows, graph->first);
     if (!is_first_stage()) links_->Receive(g.stage_io);
-    LATTICE_CUDA_OK(cudaGraphLaunch(g.exec, stream_));
+    LATTICE_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_));
     ++num_graph_replays_;
     workspace_->Rewind(g.workspace_end);
     if (!is_last_stage()) {
       links_->Send(g.stage_io);
-      LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+      LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
       return {};
     }
     return SampleRows(g.logits, rows);
@@ -797,11 +792,11 @@ std::vector<DeviceSample> CudaModel::Execute(const ForwardBatch& batch, const st
   const Tensor logits =
       Forward(tokens, seqs, static_cast<int32_t>(batch.logits_indices.size()), max_query_len, max_seq_len);
   if (!is_last_stage()) {
-    LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+    LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return {};
   }
   std::vector<DeviceSample> sampled = SampleRows(logits, rows);
-  if (!samples()) LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  if (!samples()) LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return sampled;
 }
 
@@ -833,16 +828,16 @@ void CudaModel::CaptureGraphs() {
     Forward(b, b, b, 1, options_.max_model_len, /*graph=*/true);
     workspace_->Reset();
     cudaGraph_t captured = nullptr;
-    LATTICE_CUDA_OK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    LATTICE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     graph->logits = Forward(b, b, b, 1, options_.max_model_len, /*graph=*/true);
-    LATTICE_CUDA_OK(cudaStreamEndCapture(stream_, &captured));
+    LATTICE_CUDA_CHECK(cudaStreamEndCapture(stream_, &captured));
     graph->workspace_end = workspace_->Mark();
     graph->stage_io = stage_io_;
-    LATTICE_CUDA_OK(cudaGraphInstantiate(&graph->exec, captured, 0));
-    LATTICE_CUDA_OK(cudaGraphDestroy(captured));
+    LATTICE_CUDA_CHECK(cudaGraphInstantiate(&graph->exec, captured, 0));
+    LATTICE_CUDA_CHECK(cudaGraphDestroy(captured));
     graphs_[b] = std::move(graph);
   }
-  LATTICE_CUDA_OK(cudaStreamSynchronize(stream_));
+  LATTICE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace lattice
@@ -921,9 +916,9 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModel(const ModelConfig& co
   if (cuda::DeviceCount() == 0) return absl::UnavailableError("--device cuda: no CUDA device is visible");
   absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
-  LATTICE_CUDA_OK(cudaSetDevice(std::max(options.gpu, 0) % cuda::DeviceCount()));
+  LATTICE_CUDA_CHECK(cudaSetDevice(std::max(options.gpu, 0) % cuda::DeviceCount()));
   cudaStream_t stream = nullptr;
-  LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  LATTICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
   const CudaPlacement placement{owned->solo_.get(), nullptr, stream};
   if (absl::Status s = Build(*owned, config, options, ModelShard{}, ToCudaOptions(config, options, *dtype), placement);
@@ -943,9 +938,9 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> MakeCudaModelForRank(const ModelCon
   absl::StatusOr<DType> dtype = ActivationDType(options.dtype, config.dtype);
   if (!dtype.ok()) return dtype.status();
   // Ranks of one host take its GPUs in order (a TP group is consecutive ranks).
-  LATTICE_CUDA_OK(cudaSetDevice((options.gpu >= 0 ? options.gpu : rank) % gpus));
+  LATTICE_CUDA_CHECK(cudaSetDevice((options.gpu >= 0 ? options.gpu : rank) % gpus));
   cudaStream_t stream = nullptr;
-  LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  LATTICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto owned = std::make_unique<OwnedCudaModel>(MakeSoloCommunicator(), stream);
   absl::StatusOr<ProcessGroups> groups = MakeNcclProcessGroups(layout, rank, store, stream);
   if (!groups.ok()) return groups.status();

@@ -5,14 +5,9 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/device.h"
 #include "parallel/nccl/nccl_communicator.h"
-
-#define LATTICE_CUDA_OK(expr)                                                                     \
-  do {                                                                                            \
-    const cudaError_t err_ = (expr);                                                              \
-    LATTICE_CHECK_MSG(err_ == cudaSuccess, "CUDA error %s: %s", #expr, cudaGetErrorString(err_)); \
-  } while (0)
 
 namespace lattice {
 
@@ -28,7 +23,7 @@ StageLinks::StageLinks(Communicator& pp, cudaStream_t compute, size_t max_bytes)
     const bool paired = stage >= first_of_pair && (stage - first_of_pair) / 2 * 2 + first_of_pair + 1 < stages;
     const int color = paired ? (stage - first_of_pair) / 2 : -1;
     cudaStream_t stream = nullptr;
-    if (paired) LATTICE_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    if (paired) LATTICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     Link link{SplitNcclCommunicator(pp, color, stage, stream), stream};
     LATTICE_CHECK(!paired || link.comm->size() == 2);
     return link;
@@ -43,14 +38,14 @@ StageLinks::StageLinks(Communicator& pp, cudaStream_t compute, size_t max_bytes)
   LATTICE_CHECK(prev_.comm == nullptr || prev_.comm->rank() == 1);
   LATTICE_CHECK((prev_.comm != nullptr) == (stage > 0) && (next_.comm != nullptr) == (stage + 1 < stages));
   if (prev_.comm != nullptr) {
-    LATTICE_CUDA_OK(cudaEventCreateWithFlags(&input_free_, cudaEventDisableTiming));
-    LATTICE_CUDA_OK(cudaEventCreateWithFlags(&input_ready_, cudaEventDisableTiming));
+    LATTICE_CUDA_CHECK(cudaEventCreateWithFlags(&input_free_, cudaEventDisableTiming));
+    LATTICE_CUDA_CHECK(cudaEventCreateWithFlags(&input_ready_, cudaEventDisableTiming));
   }
   if (next_.comm != nullptr) {
     for (Slot& slot : slots_) {
       slot.buffer = cuda::AllocateDevice(max_bytes);
-      LATTICE_CUDA_OK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
-      LATTICE_CUDA_OK(cudaEventCreateWithFlags(&slot.sent, cudaEventDisableTiming));
+      LATTICE_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+      LATTICE_CUDA_CHECK(cudaEventCreateWithFlags(&slot.sent, cudaEventDisableTiming));
     }
   }
 }
@@ -72,11 +67,11 @@ StageLinks::~StageLinks() {
 
 void StageLinks::Receive(Tensor& input) {
   LATTICE_CHECK_MSG(prev_.comm != nullptr, "the first stage receives nothing");
-  LATTICE_CUDA_OK(cudaEventRecord(input_free_, compute_));
-  LATTICE_CUDA_OK(cudaStreamWaitEvent(prev_.stream, input_free_));
+  LATTICE_CUDA_CHECK(cudaEventRecord(input_free_, compute_));
+  LATTICE_CUDA_CHECK(cudaStreamWaitEvent(prev_.stream, input_free_));
   prev_.comm->Recv(input, 0);
-  LATTICE_CUDA_OK(cudaEventRecord(input_ready_, prev_.stream));
-  LATTICE_CUDA_OK(cudaStreamWaitEvent(compute_, input_ready_));
+  LATTICE_CUDA_CHECK(cudaEventRecord(input_ready_, prev_.stream));
+  LATTICE_CUDA_CHECK(cudaStreamWaitEvent(compute_, input_ready_));
 }
 
 void StageLinks::Send(const Tensor& output) {
@@ -85,15 +80,15 @@ void StageLinks::Send(const Tensor& output) {
   LATTICE_CHECK_MSG(output.nbytes() <= slot.buffer->bytes(), "a stage output of %zu bytes exceeds the %zu-byte slot",
                     output.nbytes(), slot.buffer->bytes());
   // Before the first send of a slot, waiting on `sent` (never recorded) is a no-op.
-  LATTICE_CUDA_OK(cudaStreamWaitEvent(compute_, slot.sent));
+  LATTICE_CUDA_CHECK(cudaStreamWaitEvent(compute_, slot.sent));
   Tensor copy = Tensor::FromBuffer(slot.buffer, 0, output.dtype(), output.shape());
-  LATTICE_CUDA_OK(
+  LATTICE_CUDA_CHECK(
       cudaMemcpyAsync(copy.raw_data(), output.raw_data(), output.nbytes(), cudaMemcpyDeviceToDevice, compute_));
-  LATTICE_CUDA_OK(cudaEventRecord(slot.copied, compute_));
-  LATTICE_CUDA_OK(cudaStreamWaitEvent(next_.stream, slot.copied));
+  LATTICE_CUDA_CHECK(cudaEventRecord(slot.copied, compute_));
+  LATTICE_CUDA_CHECK(cudaStreamWaitEvent(next_.stream, slot.copied));
   next_.comm->Send(copy, 1);
-  LATTICE_CUDA_OK(cudaEventRecord(slot.sent, next_.stream));
-  if (blocking_send_) LATTICE_CUDA_OK(cudaStreamSynchronize(next_.stream));
+  LATTICE_CUDA_CHECK(cudaEventRecord(slot.sent, next_.stream));
+  if (blocking_send_) LATTICE_CUDA_CHECK(cudaStreamSynchronize(next_.stream));
 }
 
 }  // namespace lattice
