@@ -299,9 +299,11 @@ __device__ __forceinline__ float FastExp2(float x) {
 // ---------------------------------------------------------------------------------------
 // The kernel. Work items: one per (row tile, sequence, KV head), KV head fastest and
 // the row tiles with the most keys first. The grid is persistent (at most one CTA per
-// multiprocessor): CTA b takes items b, b + grid, ... in order, so its producer loads the
-// next item's first key tiles while the consumers finish this one (the last P V, the
-// output) and load its Q. Shared memory (1024-byte aligned): Q [panel][128 rows][64], K
+// multiprocessor): on its turn k, CTA b takes item k * grid + b for even k and
+// k * grid + grid - 1 - b for odd k (a snake over the longest-first order, which evens
+// out the CTAs' total keys; striding alone left the SMs idle ~7% of the kernel's time),
+// so its producer loads the next item's first key tiles while the consumers finish this
+// one (the last P V, the output) and load its Q. Shared memory (1024-byte aligned): Q [panel][128 rows][64], K
 // and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes, swizzled; mbarriers.
 
 // One work item's rows and key tiles; num_tiles == 0: nothing to do (a row tile past
@@ -334,13 +336,18 @@ __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int i
   return w;
 }
 
-// The first item at or after `index` in this CTA's sequence with work, or num_items.
+// This CTA's item on turn k (increasing in k).
+__device__ __forceinline__ int ItemOfTurn(int k) {
+  return k * static_cast<int>(gridDim.x) + (k % 2 == 0 ? blockIdx.x : gridDim.x - 1 - blockIdx.x);
+}
+
+// The first turn at or after k whose item has work; its item is >= num_items when none.
 template <int kKeys>
-__device__ __forceinline__ int NextWorkItem(const PrefillParams& p, int index) {
-  for (; index < p.num_items; index += gridDim.x) {
-    if (DecodeWorkItem<kKeys>(p, index).num_tiles > 0) break;
+__device__ __forceinline__ int NextTurn(const PrefillParams& p, int k) {
+  for (; ItemOfTurn(k) < p.num_items; ++k) {
+    if (DecodeWorkItem<kKeys>(p, ItemOfTurn(k)).num_tiles > 0) break;
   }
-  return index;
+  return k;
 }
 
 template <typename T, int D>
@@ -382,9 +389,8 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
     const int block_mask = (1 << p.block_shift) - 1;
     const bool loads_box = lane < kKeys / p.box_rows;
     int loaded = 0;  // tiles this CTA has loaded: the ring position
-    for (int index = NextWorkItem<kKeys>(p, blockIdx.x); index < p.num_items;
-         index = NextWorkItem<kKeys>(p, index + gridDim.x)) {
-      const WorkItem w = DecodeWorkItem<kKeys>(p, index);
+    for (int turn = NextTurn<kKeys>(p, 0); ItemOfTurn(turn) < p.num_items; turn = NextTurn<kKeys>(p, turn + 1)) {
+      const WorkItem w = DecodeWorkItem<kKeys>(p, ItemOfTurn(turn));
       // The item's Q rows into L2 now, the ring's depth of tiles before the consumers
       // copy them in: one bulk prefetch per token (the group's heads are contiguous).
       for (int t = w.row_begin / group + lane; t <= (w.row_end - 1) / group; t += 32) {
@@ -493,7 +499,8 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   const int g = lane / 4, t4 = lane % 4;
   // Only what the key loop needs stays live across it (the output's place is decoded
   // again afterwards): the consumers run at the edge of their registers.
-  int index = NextWorkItem<kKeys>(p, blockIdx.x);
+  int turn = NextTurn<kKeys>(p, 0);
+  int index = ItemOfTurn(turn);
   if (index >= p.num_items) return;
   load_q(DecodeWorkItem<kKeys>(p, index));
   for (int consumed = 0;;) {  // consumed: tiles this CTA has used, the ring position
@@ -622,7 +629,8 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
     // no registers for its addresses, and it waits for the output.
     constexpr bool kEarlyQ = D <= 128;
     const int done_index = index;
-    index = NextWorkItem<kKeys>(p, index + gridDim.x);
+    turn = NextTurn<kKeys>(p, turn + 1);
+    index = ItemOfTurn(turn);
     const bool more = index < p.num_items;
     if (kEarlyQ && more) load_q(DecodeWorkItem<kKeys>(p, index));
     WgmmaWait<0>();
