@@ -147,10 +147,10 @@ double AttendedKeys(const SeqWork& s, int32_t window) {
 }
 
 // The route moe.cu's auto rule takes for `pairs` over `local` experts
-// (kPerExpertMinRows, kPerExpertMinFlops): cuBLASLt per expert, eagerly.
+// (kPerExpertAlwaysRows, kPerExpertMinRows, kPerExpertMinFlops): cuBLASLt per expert, eagerly.
 bool RunsPerExpert(double pairs, double local, double flops_per_row) {
   const double rows = pairs / local;
-  return rows >= 64 && rows * flops_per_row >= 8e9;
+  return rows >= 512 || (rows >= 64 && rows * flops_per_row >= 8e9);
 }
 
 }  // namespace
