@@ -184,6 +184,30 @@ TEST(SimCostModel, ReproducesTheMeasuredMixtralSteps) {
   EXPECT_GT(model.Stage(0, Decode(64, 1024)).moe_s, model.Stage(0, Decode(256, 1024)).moe_s);
 }
 
+// Qwen3-30B-A3B on one H200 (bench/results/2026-11-22-issue7/session5/qwen3_*.jsonl):
+// decode with graphs (grouped kernels), the 4 x 2048 prefill per expert (>= 512 rows,
+// 256 GEMM launches per layer: moe_per_expert_launch_s). Its 128 narrow experts were not
+// part of the fit: batches 64 and 256 and the prefill land within 10%; batches 1 and 8
+// are 43% and 23% low (the grouped kernels' small-batch cost on narrow experts is not
+// modelled; see bench/results/2026-11-22-issue7-scaling.md).
+TEST(SimCostModel, ReproducesTheMeasuredQwen3Steps) {
+  const CostModel model(Model("qwen3-30b-a3b"), Layout(1, 1), {}, *LoadHardware("h200"), 2);
+  const std::pair<int, double> measured_ms[] = {{1, 4.45}, {8, 10.58}, {64, 21.98}, {256, 33.60}};
+  for (const auto& [batch, ms] : measured_ms) {
+    const double predicted = model.Stage(0, Decode(batch, 1024)).total() * 1e3;
+    if (batch >= 64) EXPECT_NEAR(predicted, ms, 0.08 * ms) << "batch " << batch;
+    EXPECT_LT(predicted, 1.08 * ms) << "batch " << batch;
+    std::printf("Qwen3 decode batch %d: measured %.2f ms, predicted %.2f ms (%+.1f%%)\n", batch, ms, predicted,
+                100 * (predicted / ms - 1));
+  }
+  std::vector<std::vector<SeqWork>> prefill(1);
+  for (int i = 0; i < 4; ++i) prefill[0].push_back({.num_new_tokens = 2048, .context_len = 2048, .sample = true});
+  const double predicted = model.Stage(0, prefill).total() * 1e3;
+  EXPECT_NEAR(predicted, 175.0, 0.1 * 175.0);
+  std::printf("Qwen3 prefill 4 x 2048: measured 175.0 ms, predicted %.1f ms (%+.1f%%)\n", predicted,
+              100 * (predicted / 175.0 - 1));
+}
+
 pb::StepRequest DecodeStep(int64_t step, int64_t seq_id, int32_t token, bool is_new, int32_t block) {
   pb::StepRequest request;
   request.set_step(step);

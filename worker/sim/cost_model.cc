@@ -50,6 +50,7 @@ Hardware H200() {
   h.moe_grouped_flops = 150e12;
   h.moe_grouped_small_tile_flops = 93e12;
   h.moe_per_expert_efficiency = 0.85;
+  h.moe_per_expert_launch_s = 5e-6;
   h.moe_ctas_for_full_bandwidth = 300;
   h.host_sync_s = 100e-6;
   h.ep_exchange_s = 150e-6;
@@ -105,6 +106,7 @@ absl::Status ApplyJson(const nlohmann::json& j, const std::string& where, Hardwa
     else if (key == "moe_grouped_flops") s = number(h.moe_grouped_flops);
     else if (key == "moe_grouped_small_tile_flops") s = number(h.moe_grouped_small_tile_flops);
     else if (key == "moe_per_expert_efficiency") s = number(h.moe_per_expert_efficiency);
+    else if (key == "moe_per_expert_launch_s") s = number(h.moe_per_expert_launch_s);
     else if (key == "moe_ctas_for_full_bandwidth") s = number(h.moe_ctas_for_full_bandwidth);
     else if (key == "host_sync_s") s = number(h.host_sync_s);
     else if (key == "ep_exchange_s") s = number(h.ep_exchange_s);
@@ -130,7 +132,7 @@ absl::Status Check(const Hardware& h, const std::string& where) {
                   h.network.latency_s >= 0 && h.nvlink.hop_latency_s >= 0 && h.network.hop_latency_s >= 0 &&
                   h.moe_memory_efficiency > 0 && h.moe_memory_efficiency <= 1 && h.moe_grouped_flops > 0 &&
                   h.moe_grouped_small_tile_flops > 0 && h.moe_per_expert_efficiency > 0 &&
-                  h.moe_per_expert_efficiency <= 1 && h.moe_ctas_for_full_bandwidth > 0 && h.host_sync_s >= 0 &&
+                  h.moe_per_expert_efficiency <= 1 && h.moe_per_expert_launch_s >= 0 && h.moe_ctas_for_full_bandwidth > 0 && h.host_sync_s >= 0 &&
                   h.ep_exchange_s >= 0 && h.ep_exchange_per_peer_s >= 0;
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
@@ -146,11 +148,12 @@ double AttendedKeys(const SeqWork& s, int32_t window) {
   return q * (window > 0 ? std::min<double>(window, mean) : mean);
 }
 
-// The route moe.cu's auto rule takes for `pairs` over `local` experts
-// (kPerExpertAlwaysRows, kPerExpertMinRows, kPerExpertMinFlops): cuBLASLt per expert, eagerly.
+// The route moe.cu's auto rule takes for `pairs` over `local` experts (kPerExpertMinRows,
+// kPerExpertMinFlops, kPerExpertManyRows, kPerExpertManyRowsMinFlops): cuBLASLt per
+// expert, eagerly.
 bool RunsPerExpert(double pairs, double local, double flops_per_row) {
-  const double rows = pairs / local;
-  return rows >= 512 || (rows >= 64 && rows * flops_per_row >= 8e9);
+  const double rows = pairs / local, flops = rows * flops_per_row;
+  return (rows >= 64 && flops >= 8e9) || (rows >= 512 && flops >= 4e9);
 }
 
 }  // namespace
@@ -197,6 +200,7 @@ nlohmann::json HardwareToJson(const Hardware& h) {
           {"moe_grouped_flops", h.moe_grouped_flops},
           {"moe_grouped_small_tile_flops", h.moe_grouped_small_tile_flops},
           {"moe_per_expert_efficiency", h.moe_per_expert_efficiency},
+          {"moe_per_expert_launch_s", h.moe_per_expert_launch_s},
           {"moe_ctas_for_full_bandwidth", h.moe_ctas_for_full_bandwidth},
           {"host_sync_s", h.host_sync_s},
           {"ep_exchange_s", h.ep_exchange_s},
@@ -261,7 +265,7 @@ double CostModel::Experts(double pairs, double local, double touched, double exp
   if (RunsPerExpert(pairs, local, 2 * expert_bytes / dtype_bytes_)) {
     return std::max(bytes / (hw.memory_bandwidth * hw.memory_efficiency),
                     flops / (hw.matmul_flops * hw.matmul_efficiency * hw.moe_per_expert_efficiency)) +
-           hw.host_sync_s;
+           hw.host_sync_s + 2 * std::min(local, touched) * hw.moe_per_expert_launch_s;
   }
   // moe.cu's PlanMoe: 16-row tiles while the pairs fit 16 per expert. A CTA of the
   // gate/up GEMM covers 32 (16-row tiles) or 64 intermediate columns of a tile, one of

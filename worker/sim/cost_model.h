@@ -60,6 +60,9 @@ struct Hardware {
   double moe_grouped_flops = 0;
   double moe_grouped_small_tile_flops = 0;
   double moe_per_expert_efficiency = 1;
+  // The per-expert route launches two GEMMs per local expert with rows: each costs this
+  // much beyond its roofline time (launch, cuBLASLt's small-GEMM ramp).
+  double moe_per_expert_launch_s = 0;
   double moe_ctas_for_full_bandwidth = 1;  // grouped-kernel CTAs that saturate HBM
   double host_sync_s = 0;  // a count copy to the host and the launch gap after it
   // An eager step's EP exchange per MoE layer beyond its all-to-alls' bytes (count
