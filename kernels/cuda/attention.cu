@@ -176,20 +176,6 @@ __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint3
   }
 }
 
-// Two floats as a 16-bit pair, `lo` in the low half (the first column).
-template <typename T>
-__device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
-  uint32_t bits;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    memcpy(&bits, &v, 4);
-  } else {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    memcpy(&bits, &v, 4);
-  }
-  return bits;
-}
-
 // The merge of a cluster's splits (one per block, cluster rank = split): every block
 // has put its rows' normalised outputs and lse in shared memory; after the cluster
 // barrier block c merges elements c * kThreads + tid, + splits * kThreads, ... reading

@@ -40,6 +40,20 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) { ret
 template <>
 __device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
 
+// Two floats as a bf16/f16 pair in one register, `lo` in the low half (the first column).
+template <typename T>
+__device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
+  uint32_t bits;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  }
+  return bits;
+}
+
 // silu(gate) * up in f32, the one formula of SiluAndMul and the GEMM that fuses it (so
 // both round the same value). __fdividef: a reciprocal and a multiply instead of
 // IEEE division, within 2 ulp; for gate < -87 (divisor past 2^126) it gives 0 where

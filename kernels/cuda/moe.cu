@@ -31,6 +31,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/workspace.h"
+#include "kernels/moe_route.h"
 
 namespace lattice::cuda {
 namespace {
@@ -482,17 +483,6 @@ MoeScratch ScratchFor(const MoePlan& plan, int64_t tokens, int64_t top_k, int64_
 // each pair's row in it.
 constexpr int kPerExpertBlockM = 64;
 constexpr int64_t kPerExpertChunkRows = 4096;
-// auto: per expert only when the experts' GEMMs are big enough to beat the grouped kernels
-// despite one launch per expert and the host synchronisation, on average per expert:
-//   - at least 64 rows and 8 GFLOP of gate/up + down (Mixtral at 256 decode tokens: 22);
-//   - or at least 512 rows and 4 GFLOP: Qwen3-30B-A3B's 128 experts at 8192 prefill
-//     tokens, whole (4.8 GFLOP: the step 1.8x faster than grouped on one GPU) but not
-//     TP-sliced at tp4 (1.2 GFLOP: 17% slower served).
-// At decode sizes hundreds of tiny GEMMs per layer were 10x slower than the grouped kernels.
-constexpr int64_t kPerExpertMinRows = 64;
-constexpr double kPerExpertMinFlops = 8e9;
-constexpr int64_t kPerExpertManyRows = 512;
-constexpr double kPerExpertManyRowsMinFlops = 4e9;
 
 struct PerExpertScratch {
   MoePlan plan;
@@ -537,9 +527,7 @@ bool PerExpertRoute(MoeRoute route, int64_t tokens, int64_t top_k, int64_t exper
   if (route == MoeRoute::kAuto) route = RouteFromEnv();
   if (route != MoeRoute::kAuto) return route == MoeRoute::kPerExpert;
   const double rows = static_cast<double>(tokens * top_k) / static_cast<double>(experts);
-  const double flops = 6.0 * rows * static_cast<double>(hidden) * static_cast<double>(intermediate);
-  return (rows >= kPerExpertMinRows && flops >= kPerExpertMinFlops) ||
-         (rows >= kPerExpertManyRows && flops >= kPerExpertManyRowsMinFlops);
+  return MoePerExpertRouteWins(rows, 6.0 * rows * static_cast<double>(hidden) * static_cast<double>(intermediate));
 }
 
 // Row r of x_sorted is x[sorted_pairs[r] / top_k] (zeros in padding rows), and

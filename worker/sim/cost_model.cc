@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/moe_route.h"
 #include "worker/layout.h"
 
 namespace lattice::sim {
@@ -148,12 +149,11 @@ double AttendedKeys(const SeqWork& s, int32_t window) {
   return q * (window > 0 ? std::min<double>(window, mean) : mean);
 }
 
-// The route moe.cu's auto rule takes for `pairs` over `local` experts (kPerExpertMinRows,
-// kPerExpertMinFlops, kPerExpertManyRows, kPerExpertManyRowsMinFlops): cuBLASLt per
+// The route moe.cu's auto rule takes for `pairs` over `local` experts: cuBLASLt per
 // expert, eagerly.
 bool RunsPerExpert(double pairs, double local, double flops_per_row) {
-  const double rows = pairs / local, flops = rows * flops_per_row;
-  return (rows >= 64 && flops >= 8e9) || (rows >= 512 && flops >= 4e9);
+  const double rows = pairs / local;
+  return MoePerExpertRouteWins(rows, rows * flops_per_row);
 }
 
 }  // namespace
