@@ -34,7 +34,7 @@ namespace lattice::cuda {
 // returns false (launching nothing) for a call it does not take.
 bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tensor& k_cache, const Tensor& v_cache,
                                const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window,
-                               Tensor& out, cudaStream_t stream);
+                               Tensor& out, Workspace& workspace, cudaStream_t stream);
 
 namespace {
 
@@ -881,7 +881,8 @@ void PagedAttention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cach
   const int64_t max_rows = static_cast<int64_t>(metadata.max_query_len) * params.group;
   const bool decode = max_rows <= 16;
   if (tensor_cores && !decode &&
-      PagedPrefillAttentionSm90(q, q_row_stride, k_cache, v_cache, metadata, scale, sliding_window, out, stream)) {
+      PagedPrefillAttentionSm90(q, q_row_stride, k_cache, v_cache, metadata, scale, sliding_window, out, workspace,
+                                stream)) {
     return;
   }
   const int rows_per_cta = !tensor_cores ? kGenericRows : decode ? 16 : 64 * PrefillFrags(head_dim);

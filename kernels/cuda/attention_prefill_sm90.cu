@@ -6,9 +6,11 @@
 // or 256 and power-of-two blocks of at least 16 here (PagedPrefillAttentionSm90).
 // The rows of a work item are those of attention.cu's CTAs: (query token, query head)
 // pairs of one KV head's group, packed token-major, 128 per item, so the group's heads
-// share each K/V tile. The grid is persistent: each CTA runs a strided list of items,
-// its producer running ahead into the next item. A CTA is three warpgroups:
-//   - the producer (one warp) walks the CTA's key tiles through the block table: one
+// share each K/V tile. The grid is persistent: each CTA takes items from a counter
+// until none is left, its producer running ahead into the next item. A CTA is three
+// warpgroups:
+//   - the producer (one warp) takes and decodes the items, hands them to the consumers
+//     through a ring in shared memory, and walks their key tiles through the block table: one
 //     TMA box per KV block (block_size rows, or the tile when blocks are larger; lane
 //     b issues box b), into a ring of K and V tiles (3 stages, 2 at D = 256), each
 //     stage with a "full" mbarrier (transaction bytes) and an "empty" one (consumer
@@ -56,12 +58,31 @@ struct PrefillShape {
   static constexpr int kQBytes = kPanels * kQPanelBytes;
   static constexpr int kKvBytes = kKeys / 8 * kKvGroupBytes;  // one stage of K or of V
   static constexpr int kBarrierOffset = kQBytes + 2 * kStages * kKvBytes;
-  static constexpr size_t kSmemBytes = kBarrierOffset + 4 * kStages * 8 + 1024;  // + alignment slack
+  // The producer hands each decoded work item to the consumers through a ring of
+  // kItemSlots descriptors (one full and one empty mbarrier each).
+  static constexpr int kItemSlots = 4;
+  static constexpr int kItemSlotBytes = 48;
+  static constexpr int kItemOffset = kBarrierOffset + (4 * kStages + 2 * kItemSlots) * 8;
+  static constexpr size_t kSmemBytes = kItemOffset + kItemSlots * kItemSlotBytes + 1024;  // + alignment slack
+};
+
+// n / d for 0 <= n < 2^31 by a multiply-high and a shift (d >= 1 fixed per launch):
+// the kernel divides by the group, the KV heads and the sequences on every item.
+struct FastDiv {
+  uint32_t d = 1, mul = 0, shift = 0;
+  FastDiv() = default;
+  explicit FastDiv(uint32_t divisor) : d(divisor > 0 ? divisor : 1) {
+    while ((uint32_t{1} << shift) < d) ++shift;
+    mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d)) / d + 1);
+  }
+  __device__ __forceinline__ int Div(int n) const {
+    return static_cast<int>((__umulhi(static_cast<uint32_t>(n), mul) + static_cast<uint32_t>(n)) >> shift);
+  }
 };
 
 struct PrefillParams {
   const void* q;
-  int64_t q_row_stride;
+  int32_t q_row_stride;
   void* out;
   const int32_t* query_start_loc;
   const int32_t* seq_lens;
@@ -74,8 +95,10 @@ struct PrefillParams {
   int32_t num_q_heads;
   int32_t num_kv_heads;
   int32_t group;
+  FastDiv seqs_div, kv_heads_div, group_div;
   int32_t num_row_tiles;
   int32_t num_items;  // num_row_tiles * num_seqs * num_kv_heads
+  int32_t* item_counter;  // zero at launch: the items taken so far
   int32_t sliding_window;
   float scale_log2;
 };
@@ -276,6 +299,19 @@ __device__ __forceinline__ void WgmmaRS(float (&d)[N / 2], const uint32_t (&a)[4
   }
 }
 
+__device__ __forceinline__ float FastRcp(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// 16 bytes to global memory in one store (the compiler splits a uint4 store it cannot
+// prove aligned).
+__device__ __forceinline__ void StoreGlobal16(void* dst, const uint32_t (&v)[4]) {
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3])
+               : "memory");
+}
+
 __device__ __forceinline__ float FastExp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -285,12 +321,15 @@ __device__ __forceinline__ float FastExp2(float x) {
 // ---------------------------------------------------------------------------------------
 // The kernel. Work items: one per (row tile, sequence, KV head), KV head fastest and
 // the row tiles with the most keys first. The grid is persistent (at most one CTA per
-// multiprocessor): on its turn k, CTA b takes item k * grid + b for even k and
-// k * grid + grid - 1 - b for odd k (a snake over the longest-first order, which evens
-// out the CTAs' total keys; striding alone left the SMs idle ~7% of the kernel's time),
-// so its producer loads the next item's first key tiles while the consumers finish this
-// one (the last P V, the output) and load its Q. Shared memory (1024-byte aligned): Q [panel][128 rows][64], K
-// and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes, swizzled; mbarriers.
+// multiprocessor). Items are handed out in that order by an atomic counter, the next
+// one to whichever CTA's producer asks first (longest first, taken greedily: the CTAs
+// finish together; a static snake over the same order left ~3% of the time at the
+// tail, and far more on chunked prefills of a few items per CTA). The producer decodes
+// the item, hands it to the consumers through a small ring in shared memory, and loads
+// its first key tiles while the consumers finish the last one (the last P V, the
+// output) and load its Q. Shared memory (1024-byte aligned): Q [panel][128 rows][64], K
+// and V [stage][keys / 8][panel][8 keys][64], each row 128 bytes, swizzled; mbarriers;
+// the item ring.
 
 // One work item's rows and key tiles; num_tiles == 0: nothing to do (a row tile past
 // its sequence's query rows).
@@ -301,10 +340,11 @@ struct WorkItem {
 template <int kKeys>
 __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int index) {
   WorkItem w;
-  w.kv_head = index % p.num_kv_heads;
-  const int rest = index / p.num_kv_heads;
-  w.seq = rest % p.num_seqs;
-  const int row_tile = p.num_row_tiles - 1 - rest / p.num_seqs;
+  const int rest = p.kv_heads_div.Div(index);
+  w.kv_head = index - rest * p.num_kv_heads;
+  const int row_tile_from_end = p.seqs_div.Div(rest);
+  w.seq = rest - row_tile_from_end * p.num_seqs;
+  const int row_tile = p.num_row_tiles - 1 - row_tile_from_end;
   w.q_begin = p.query_start_loc[w.seq];
   const int q_len = p.query_start_loc[w.seq + 1] - w.q_begin;
   w.seq_len = p.seq_lens[w.seq];
@@ -314,7 +354,7 @@ __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int i
   w.tile_begin = 0;
   w.num_tiles = 0;
   if (w.row_begin < w.row_end) {
-    const int pos_first = w.ctx + w.row_begin / p.group, pos_last = w.ctx + (w.row_end - 1) / p.group;
+    const int pos_first = w.ctx + p.group_div.Div(w.row_begin), pos_last = w.ctx + p.group_div.Div(w.row_end - 1);
     const int lo = p.sliding_window > 0 ? max(0, pos_first - p.sliding_window + 1) : 0;
     w.tile_begin = lo / kKeys;
     w.num_tiles = pos_last / kKeys + 1 - w.tile_begin;
@@ -322,18 +362,16 @@ __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int i
   return w;
 }
 
-// This CTA's item on turn k (increasing in k).
-__device__ __forceinline__ int ItemOfTurn(int k) {
-  return k * static_cast<int>(gridDim.x) + (k % 2 == 0 ? blockIdx.x : gridDim.x - 1 - blockIdx.x);
-}
-
-// The first turn at or after k whose item has work; its item is >= num_items when none.
+// The producer warp's next item with work, taken from the launch's counter (lane 0
+// fetches, every lane gets it); >= num_items when none is left.
 template <int kKeys>
-__device__ __forceinline__ int NextTurn(const PrefillParams& p, int k) {
-  for (; ItemOfTurn(k) < p.num_items; ++k) {
-    if (DecodeWorkItem<kKeys>(p, ItemOfTurn(k)).num_tiles > 0) break;
+__device__ __forceinline__ int NextItem(const PrefillParams& p, int lane) {
+  for (;;) {
+    int index = 0;
+    if (lane == 0) index = atomicAdd(p.item_counter, 1);
+    index = __shfl_sync(0xffffffffu, index, 0);
+    if (index >= p.num_items || DecodeWorkItem<kKeys>(p, index).num_tiles > 0) return index;
   }
-  return k;
 }
 
 template <typename T, int D>
@@ -350,6 +388,15 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   // full_k, full_v (1 arrival + bytes), empty_k, empty_v (one per consumer warp).
   auto barrier = [&](int kind, int stage) { return bars + 8 * (kind * kStages + stage); };
   enum { kFullK, kFullV, kEmptyK, kEmptyV };
+  // The work-item ring: item n in slot n % kItemSlots; its full barrier (the producer
+  // wrote it) and empty barrier (every consumer warp is done with it).
+  constexpr int kItemSlots = Shape::kItemSlots;
+  auto item_full = [&](int n) { return bars + 8 * (4 * kStages + n % kItemSlots); };
+  auto item_empty = [&](int n) { return bars + 8 * (4 * kStages + kItemSlots + n % kItemSlots); };
+  auto item_slot = [&](int n) {
+    return reinterpret_cast<WorkItem*>(smem_raw + (q_smem - SmemAddress(smem_raw)) + Shape::kItemOffset +
+                                       (n % kItemSlots) * Shape::kItemSlotBytes);
+  };
 
   WaitForPriorGrids();
   const int group = p.group;
@@ -361,6 +408,10 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
       BarrierInit(barrier(kFullV, s), 1);
       BarrierInit(barrier(kEmptyK, s), 8);
       BarrierInit(barrier(kEmptyV, s), 8);
+    }
+    for (int s = 0; s < kItemSlots; ++s) {
+      BarrierInit(item_full(s), 1);
+      BarrierInit(item_empty(s), 8);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -375,11 +426,25 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
     const int block_mask = (1 << p.block_shift) - 1;
     const bool loads_box = lane < kKeys / p.box_rows;
     int loaded = 0;  // tiles this CTA has loaded: the ring position
-    for (int turn = NextTurn<kKeys>(p, 0); ItemOfTurn(turn) < p.num_items; turn = NextTurn<kKeys>(p, turn + 1)) {
-      const WorkItem w = DecodeWorkItem<kKeys>(p, ItemOfTurn(turn));
+    for (int n = 0;; ++n) {
+      const int index = NextItem<kKeys>(p, lane);
+      WorkItem w{};
+      if (index < p.num_items) {
+        w = DecodeWorkItem<kKeys>(p, index);
+      } else {
+        w.num_tiles = -1;  // no more items
+      }
+      // Hand the item to the consumers.
+      if (lane == 0) {
+        BarrierWait(item_empty(n), ((n / kItemSlots) & 1) ^ 1);
+        *item_slot(n) = w;
+        BarrierArrive(item_full(n));
+      }
+      if (w.num_tiles < 0) break;
       // The item's Q rows into L2 now, the ring's depth of tiles before the consumers
       // copy them in: one bulk prefetch per token (the group's heads are contiguous).
-      for (int t = w.row_begin / group + lane; t <= (w.row_end - 1) / group; t += 32) {
+      const int t_end = p.group_div.Div(w.row_end - 1);
+      for (int t = p.group_div.Div(w.row_begin) + lane; t <= t_end; t += 32) {
         const T* row = static_cast<const T*>(p.q) + static_cast<int64_t>(w.q_begin + t) * p.q_row_stride +
                        static_cast<int64_t>(w.kv_head) * group * D;
         PrefetchL2(row, group * D * static_cast<int>(sizeof(T)));
@@ -419,21 +484,22 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
   const int wtid = tid % kWarpgroupThreads, warp = wtid / 32;
 
   // Q: this warpgroup's 64 rows of an item (zeros past row_end), swizzled as the TMA
-  // would; completed by wait_q.
+  // would; completed by wait_q. It runs under the last P V of the item before: few
+  // instructions, no branches (each thread copies the same 16-byte chunk of its rows).
+  constexpr int kChunks = D / 8;                              // 16-byte chunks of a row
+  constexpr int kRowStep = kWarpgroupThreads / kChunks;       // rows per pass of the warpgroup
+  const int q_chunk = wtid % kChunks, q_row0 = 64 * cw + wtid / kChunks;
   auto load_q = [&](const WorkItem& w) {
     const T* q = static_cast<const T*>(p.q);
-    constexpr int kChunks = D / 8;
+    const T* base = q + static_cast<int64_t>(w.q_begin) * p.q_row_stride + w.kv_head * group * D + q_chunk * 8;
+    const uint32_t dst = q_smem + (q_chunk / 8) * Shape::kQPanelBytes;
 #pragma unroll
-    for (int i = wtid; i < 64 * kChunks; i += kWarpgroupThreads) {
-      const int r = 64 * cw + i / kChunks, c = i % kChunks, m = w.row_begin + r;
+    for (int k = 0; k < 64 / kRowStep; ++k) {
+      const int r = q_row0 + k * kRowStep, m = w.row_begin + r;
+      const int token = p.group_div.Div(m);
       const bool valid = m < w.row_end;
-      const T* src = q;
-      if (valid) {
-        src = q + static_cast<int64_t>(w.q_begin + m / group) * p.q_row_stride +
-              static_cast<int64_t>(w.kv_head * group + m % group) * D + c * 8;
-      }
-      CpAsync16(q_smem + (c / 8) * Shape::kQPanelBytes + r * kPanelRowBytes + (((c % 8) ^ (r & 7)) << 4), src,
-                valid);
+      const T* src = base + static_cast<int64_t>(token) * p.q_row_stride + (m - token * group) * D;
+      CpAsync16(dst + r * kPanelRowBytes + (((q_chunk % 8) ^ (r & 7)) << 4), valid ? src : q, valid);
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
   };
@@ -483,25 +549,26 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
 
   // This thread's accumulator rows: g and g + 8 of its warp's 16.
   const int g = lane / 4, t4 = lane % 4;
-  // Only what the key loop needs stays live across it (the output's place is decoded
-  // again afterwards): the consumers run at the edge of their registers.
-  int turn = NextTurn<kKeys>(p, 0);
-  int index = ItemOfTurn(turn);
-  if (index >= p.num_items) return;
-  load_q(DecodeWorkItem<kKeys>(p, index));
+  // Items come from the producer's ring. Only what the key loop needs stays live across
+  // it (the output's place is read from the item's slot again afterwards): the
+  // consumers run at the edge of their registers.
+  int item = 0;  // items this CTA's consumers have taken
+  BarrierWait(item_full(0), 0);
+  if (item_slot(0)->num_tiles < 0) return;
+  load_q(*item_slot(0));
   for (int consumed = 0;;) {  // consumed: tiles this CTA has used, the ring position
     wait_q();
     int tile_begin, num_tiles, last_valid, pos[2], wg_pos_first, wg_pos_last;
     {
-      const WorkItem w = DecodeWorkItem<kKeys>(p, index);
+      const WorkItem w = *item_slot(item);
       tile_begin = w.tile_begin, num_tiles = w.num_tiles;
       last_valid = w.seq_len - (w.tile_begin + w.num_tiles - 1) * kKeys;
       // Padding rows take the last row's position and are never written.
       const int row0 = w.row_begin + 64 * cw + 16 * warp + g;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) pos[h] = w.ctx + min(row0 + 8 * h, w.row_end - 1) / group;
-      wg_pos_first = w.ctx + min(w.row_begin + 64 * cw, w.row_end - 1) / group;
-      wg_pos_last = w.ctx + min(w.row_begin + 64 * cw + 63, w.row_end - 1) / group;
+      for (int h = 0; h < 2; ++h) pos[h] = w.ctx + p.group_div.Div(min(row0 + 8 * h, w.row_end - 1));
+      wg_pos_first = w.ctx + p.group_div.Div(min(w.row_begin + 64 * cw, w.row_end - 1));
+      wg_pos_last = w.ctx + p.group_div.Div(min(w.row_begin + 64 * cw + 63, w.row_end - 1));
     }
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
@@ -614,17 +681,15 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
     // The next item's Q goes out under the last P V; at D = 256 the accumulators leave
     // no registers for its addresses, and it waits for the output.
     constexpr bool kEarlyQ = D <= 128;
-    const int done_index = index;
-    turn = NextTurn<kKeys>(p, turn + 1);
-    index = ItemOfTurn(turn);
-    const bool more = index < p.num_items;
-    if (kEarlyQ && more) load_q(DecodeWorkItem<kKeys>(p, index));
+    BarrierWait(item_full(item + 1), ((item + 1) / kItemSlots) & 1);
+    const bool more = item_slot(item + 1)->num_tiles >= 0;
+    if (kEarlyQ && more) load_q(*item_slot(item + 1));
     WgmmaWait<0>();
     FenceRegisters(o);
     release(kEmptyV, last);
     if (!more) LaunchDependentGrids();
 
-    const WorkItem done = DecodeWorkItem<kKeys>(p, done_index);
+    const WorkItem done = *item_slot(item);
     const int row0 = done.row_begin + 64 * cw + 16 * warp + g;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -632,19 +697,41 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const int row = row0 + 8 * h;
-      if (row >= done.row_end) continue;
-      const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-      T* out = static_cast<T*>(p.out) + (static_cast<int64_t>(done.q_begin + row / group) * p.num_q_heads +
-                                         done.kv_head * group + row % group) *
+      const float inv_l = l > 0.0f ? FastRcp(l) : 0.0f;
+      const int token = p.group_div.Div(row);
+      T* out = static_cast<T*>(p.out) + (static_cast<int64_t>(done.q_begin + token) * p.num_q_heads +
+                                         done.kv_head * group + row - token * group) *
                                             D;
+      // The quad holds the row: thread t4 has columns 2 t4, 2 t4 + 1 of each 8-column
+      // block j. A 4 x 4 transpose over the quad (two shuffle rounds) gives thread t4 all
+      // 8 columns of blocks 4 q + t4: one 16-byte store each instead of four 4-byte ones.
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t4) =
-            PackPair<T>(o[4 * j + 2 * h] * inv_l, o[4 * j + 2 * h + 1] * inv_l);
+      for (int q4 = 0; q4 < D / 32; ++q4) {
+        uint32_t v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int j = 4 * q4 + k;
+          v[k] = PackPair<T>(o[4 * j + 2 * h] * inv_l, o[4 * j + 2 * h + 1] * inv_l);
+        }
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {  // exchange bit 1 of the block with bit 1 of the thread
+          const uint32_t x = __shfl_xor_sync(0xffffffffu, (t4 & 2) ? v[k] : v[k + 2], 2);
+          if (t4 & 2) v[k] = x; else v[k + 2] = x;
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k += 2) {  // then bit 0
+          const uint32_t x = __shfl_xor_sync(0xffffffffu, (t4 & 1) ? v[k] : v[k + 1], 1);
+          if (t4 & 1) v[k] = x; else v[k + 1] = x;
+        }
+        if (row < done.row_end) StoreGlobal16(out + 8 * (4 * q4 + t4), v);
       }
     }
+    // Every lane of the warp has read the item: its slot may take another.
+    __syncwarp();
+    if (lane == 0) BarrierArrive(item_empty(item));
+    ++item;
     if (!more) break;
-    if (!kEarlyQ) load_q(DecodeWorkItem<kKeys>(p, index));
+    if (!kEarlyQ) load_q(*item_slot(item));
   }
 }
 
@@ -743,7 +830,7 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tensor& k_cache, const Tensor& v_cache,
                                const PagedAttentionMetadata& metadata, float scale, int32_t sliding_window,
-                               Tensor& out, cudaStream_t stream) {
+                               Tensor& out, Workspace& workspace, cudaStream_t stream) {
   const int forced = Sm90Override();
   if (forced == 0) return false;
   const DType dtype = q.dtype();
@@ -752,6 +839,7 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   const int64_t num_slots = k_cache.dim(0) * block_size;
   const bool supported = (dtype == DType::kBF16 || dtype == DType::kF16) &&
                          (head_dim == 64 || head_dim == 128 || head_dim == 256) && block_size >= 16 &&
+                         q_row_stride < (int64_t{1} << 31) &&
                          (block_size & (block_size - 1)) == 0 && num_slots < (int64_t{1} << 31) &&
                          q_row_stride % 8 == 0 && Aligned16(q.raw_data()) && Aligned16(k_cache.raw_data()) &&
                          Aligned16(v_cache.raw_data()) && Aligned16(out.raw_data()) && IsSm90Device();
@@ -767,7 +855,7 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
 
   PrefillParams params{};
   params.q = q.raw_data();
-  params.q_row_stride = q_row_stride;
+  params.q_row_stride = static_cast<int32_t>(q_row_stride);
   params.out = out.raw_data();
   params.query_start_loc = Ptr<int32_t>(metadata.query_start_loc);
   params.seq_lens = Ptr<int32_t>(metadata.seq_lens);
@@ -781,8 +869,13 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   params.num_q_heads = static_cast<int32_t>(num_q_heads);
   params.num_kv_heads = static_cast<int32_t>(num_kv_heads);
   params.group = static_cast<int32_t>(group);
+  params.seqs_div = FastDiv(static_cast<uint32_t>(metadata.num_seqs));
+  params.kv_heads_div = FastDiv(static_cast<uint32_t>(num_kv_heads));
+  params.group_div = FastDiv(static_cast<uint32_t>(group));
   params.num_row_tiles = static_cast<int32_t>(row_tiles);
   params.num_items = static_cast<int32_t>(items);
+  params.item_counter = static_cast<int32_t*>(workspace.Allocate(sizeof(int32_t)));
+  LATTICE_CUDA_CHECK(cudaMemsetAsync(params.item_counter, 0, sizeof(int32_t), stream));
   params.sliding_window = sliding_window;
   params.scale_log2 = scale * 1.4426950408889634f;
   const CUtensorMap k_map = KvTensorMap(k_cache, dtype, params.box_rows);
