@@ -31,37 +31,16 @@
 namespace lattice {
 namespace {
 
-// Median milliseconds of `fn` over `reps` runs after warm-up, timed with events.
-double TimeMs(const std::function<void()>& fn, int reps = 20) {
+// Median milliseconds per call of `fn` over `reps` timed runs after warm-up, each run
+// `calls` calls between two events. calls = 1 includes the host's launch cost;
+// calls > 1 queues the calls back to back, so the GPU never waits for the host.
+double TimeMs(const std::function<void()>& fn, int reps = 20, int calls = 1) {
   for (int i = 0; i < 3; ++i) fn();
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
   std::vector<float> times;
-  for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(start);
-    fn();
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-// Milliseconds per call of `fn` run `calls` times back to back between two events (the
-// GPU never waits for the host between calls), the median of 5 such runs.
-double TimeBackToBackMs(const std::function<void()>& fn, int calls = 10) {
-  fn();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<float> times;
-  for (int r = 0; r < 5; ++r) {
+  for (int r = 0; r < reps; ++r) {
     cudaEventRecord(start);
     for (int i = 0; i < calls; ++i) fn();
     cudaEventRecord(stop);
@@ -244,7 +223,7 @@ void BenchAttention(const char* name, int num_seqs, int q_len, int context, int 
     cuda::PagedAttention(q, k_cache, v_cache, metadata, scale, 0, out, workspace);
   };
   const double ms = TimeMs(call);
-  const double back_to_back_ms = TimeBackToBackMs(call);
+  const double back_to_back_ms = TimeMs(call, 5, 10);
   nlohmann::json line = {{"bench", name},   {"seqs", num_seqs},      {"q_len", q_len}, {"context", context},
                          {"heads", heads},  {"kv_heads", kv_heads}, {"head_dim", head_dim}, {"block_size", block_size}, {"ms", ms}};
   if (q_len > 1) {

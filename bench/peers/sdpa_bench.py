@@ -11,26 +11,15 @@ import torch
 import torch.nn.functional as F
 
 
-def time_ms(fn, reps=20):
+def time_ms(fn, reps=20, calls=1):
+    """Median ms per call over `reps` timed runs of `calls` calls between two events.
+
+    calls = 1 includes the host's launch cost; calls > 1 queues them back to back.
+    """
     for _ in range(3):
         fn()
     times = []
     for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
-
-
-def back_to_back_ms(fn, calls=10):
-    """Per call, `calls` calls between two events (the GPU never waits for Python), median of 5."""
-    fn()
-    times = []
-    for _ in range(5):
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(calls):
@@ -56,7 +45,7 @@ def main():
             k2, v2 = k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1)
             fn = lambda: F.scaled_dot_product_attention(q, k2, v2, is_causal=True)
         ms = time_ms(fn)
-        loop_ms = back_to_back_ms(fn)
+        loop_ms = time_ms(fn, reps=5, calls=10)
         flops = 4.0 * seqs * s * s / 2 * heads * head_dim
         print(json.dumps({"bench": "sdpa_prefill", "seqs": seqs, "q_len": s, "heads": heads,
                           "kv_heads": kv_heads, "head_dim": head_dim, "ms": ms,

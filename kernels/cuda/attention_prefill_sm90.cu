@@ -69,10 +69,11 @@ struct PrefillShape {
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (d >= 1 fixed per launch):
 // the kernel divides by the group, the KV heads and the sequences on every item.
 struct FastDiv {
-  uint32_t d = 1, mul = 0, shift = 0;
+  uint32_t mul = 0, shift = 0;  // the default divides by 1
   FastDiv() = default;
-  explicit FastDiv(uint32_t divisor) : d(divisor > 0 ? divisor : 1) {
-    while ((uint32_t{1} << shift) < d) ++shift;
+  explicit FastDiv(uint32_t divisor) {
+    const uint64_t d = divisor > 0 ? divisor : 1;
+    while ((uint64_t{1} << shift) < d) ++shift;
     mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d)) / d + 1);
   }
   __device__ __forceinline__ int Div(int n) const {
