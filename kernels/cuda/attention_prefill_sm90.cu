@@ -99,7 +99,9 @@ struct PrefillParams {
   FastDiv seqs_div, kv_heads_div, group_div;
   int32_t num_row_tiles;
   int32_t num_items;  // num_row_tiles * num_seqs * num_kv_heads
-  int32_t* item_counter;  // zero at launch: the items taken so far
+  // [0]: the items taken so far, [1]: the CTAs done taking (Workspace::counters()):
+  // zero at launch, and zero again when the kernel completes.
+  int32_t* item_counter;
   int32_t sliding_window;
   float scale_log2;
 };
@@ -363,6 +365,19 @@ __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int i
   return w;
 }
 
+// The producer's lane 0 when it has taken its last index: the CTA that does so last
+// (every other CTA's last atomicAdd on the counter is then ordered before) zeroes the
+// counters for the next launch, which waits for this grid to complete before it reads
+// them (griddepcontrol.wait, or plain stream order).
+__device__ __forceinline__ void ReleaseItemCounter(int32_t* counter) {
+  __threadfence();
+  if (atomicAdd(counter + 1, 1) == static_cast<int>(gridDim.x) - 1) {
+    __threadfence();
+    atomicExch(counter, 0);
+    atomicExch(counter + 1, 0);
+  }
+}
+
 // The producer warp's next item with work, taken from the launch's counter (lane 0
 // fetches, every lane gets it); >= num_items when none is left.
 template <int kKeys>
@@ -441,7 +456,10 @@ __global__ void __launch_bounds__(kPrefillThreads, 1)
         *item_slot(n) = w;
         BarrierArrive(item_full(n));
       }
-      if (w.num_tiles < 0) break;
+      if (w.num_tiles < 0) {
+        if (lane == 0) ReleaseItemCounter(p.item_counter);
+        break;
+      }
       // The item's Q rows into L2 now, the ring's depth of tiles before the consumers
       // copy them in: one bulk prefetch per token (the group's heads are contiguous).
       const int t_end = p.group_div.Div(w.row_end - 1);
@@ -875,8 +893,8 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   params.group_div = FastDiv(static_cast<uint32_t>(group));
   params.num_row_tiles = static_cast<int32_t>(row_tiles);
   params.num_items = static_cast<int32_t>(items);
-  params.item_counter = static_cast<int32_t*>(workspace.Allocate(sizeof(int32_t)));
-  LATTICE_CUDA_CHECK(cudaMemsetAsync(params.item_counter, 0, sizeof(int32_t), stream));
+  static_assert(Workspace::kCounters >= 2);
+  params.item_counter = workspace.counters();
   params.sliding_window = sliding_window;
   params.scale_log2 = scale * 1.4426950408889634f;
   const CUtensorMap k_map = KvTensorMap(k_cache, dtype, params.box_rows);

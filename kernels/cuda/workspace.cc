@@ -1,6 +1,9 @@
 // Workspace (see workspace.h).
 #include "kernels/cuda/workspace.h"
 
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/device.h"
 
 namespace lattice::cuda {
@@ -8,7 +11,10 @@ namespace {
 constexpr size_t kAlignment = 256;
 }  // namespace
 
-Workspace::Workspace(size_t bytes) : buffer_(AllocateDevice(bytes)) {}
+Workspace::Workspace(size_t bytes)
+    : buffer_(AllocateDevice(bytes)), counters_(AllocateDevice(kCounters * sizeof(int32_t))) {
+  LATTICE_CUDA_CHECK(cudaMemset(counters_->data(), 0, kCounters * sizeof(int32_t)));
+}
 
 void* Workspace::Allocate(size_t bytes) {
   const size_t begin = (used_ + kAlignment - 1) / kAlignment * kAlignment;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "kernels/tensor.h"
@@ -33,8 +34,16 @@ class Workspace {
   // The most bytes in use at once since construction (for sizing).
   size_t high_water() const { return high_water_; }
 
+  // kCounters int32 counters that outlive Reset(), zero at construction: for kernels
+  // that hand out work from an atomic counter. Such a kernel leaves them zero again when
+  // it completes (its last CTA resets them), so the next one on the stream needs no
+  // memset node. Kernels use them in stream order, one at a time.
+  static constexpr int kCounters = 2;
+  int32_t* counters() const { return static_cast<int32_t*>(counters_->data()); }
+
  private:
   std::shared_ptr<Buffer> buffer_;
+  std::shared_ptr<Buffer> counters_;
   size_t used_ = 0;
   size_t high_water_ = 0;
 };

@@ -7,6 +7,7 @@
 // cache slots no sequence owns and unused block-table entries (block 0) hold NaN, so a
 // stray read or an unwritten output fails. Runs on the GPU machine.
 #include <gtest/gtest.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
@@ -415,6 +416,12 @@ TEST(CudaAttention, PagedAttentionHopperPrefillMatchesTheCpu) {
   for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
   unsetenv("LATTICE_ATTENTION_SM90_CTAS");
   unsetenv("LATTICE_ATTENTION_SM90");
+  // Every launch above found the workspace's work counters zero (no memset before it)
+  // only because the one before left them so; the last one did too.
+  int32_t counters[cuda::Workspace::kCounters];
+  ASSERT_EQ(cudaMemcpy(counters, SharedWorkspace().counters(), sizeof counters, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  for (int32_t counter : counters) EXPECT_EQ(counter, 0);
 }
 
 TEST(CudaAttention, PagedAttentionBoundsAboveTheMaximaMatchTheCpu) {
