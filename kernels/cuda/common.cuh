@@ -141,37 +141,31 @@ __device__ __forceinline__ void LaunchDependentGrids() {
 #endif
 }
 
-// Multiprocessors of the current device (cached per device).
-inline int MultiprocessorCount() {
-  static std::atomic<int> cached[64] = {};
+// An attribute of the current device, read once per device.
+template <cudaDeviceAttr kAttribute>
+inline int CurrentDeviceAttribute() {
+  static std::atomic<int> cached[64] = {};  // value + 1; 0: not read yet
   int device = 0;
   LATTICE_CUDA_CHECK(cudaGetDevice(&device));
   LATTICE_CHECK(device < 64);
-  int count = cached[device].load(std::memory_order_relaxed);
-  if (count == 0) {
-    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    cached[device].store(count, std::memory_order_relaxed);
+  int value = cached[device].load(std::memory_order_relaxed) - 1;
+  if (value < 0) {
+    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+    cached[device].store(value + 1, std::memory_order_relaxed);
   }
-  return count;
+  return value;
 }
+
+inline int MultiprocessorCount() { return CurrentDeviceAttribute<cudaDevAttrMultiProcessorCount>(); }
 
 // True when kernels on the current device may be launched programmatically: compute
 // capability 9.0 or later, unless LATTICE_CUDA_PDL=0 (a switch for A/B timings).
 inline bool ProgrammaticLaunchEnabled() {
-  static std::atomic<int> cached[64] = {};  // 0 unknown, 1 off, 2 on
-  int device = 0;
-  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
-  LATTICE_CHECK(device < 64);
-  int state = cached[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    int major = 0;
-    LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  static const bool off = [] {
     const char* env = std::getenv("LATTICE_CUDA_PDL");
-    const bool off = env != nullptr && std::strcmp(env, "0") == 0;
-    state = major >= 9 && !off ? 2 : 1;
-    cached[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 2;
+    return env != nullptr && std::strcmp(env, "0") == 0;
+  }();
+  return !off && CurrentDeviceAttribute<cudaDevAttrComputeCapabilityMajor>() >= 9;
 }
 
 enum class LaunchMode { kSerial, kProgrammatic };
