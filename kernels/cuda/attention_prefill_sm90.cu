@@ -96,7 +96,11 @@ struct PrefillParams {
   int32_t num_q_heads;
   int32_t num_kv_heads;
   int32_t group;
-  FastDiv seqs_div, kv_heads_div, group_div;
+  FastDiv kv_heads_div, group_div;
+  // The item order goes band by band, each band_pairs consecutive (sequence, KV head)
+  // pairs (BandPairs()); band_items = band_pairs * num_row_tiles.
+  int32_t band_pairs;
+  FastDiv band_pairs_div, band_items_div;
   int32_t num_row_tiles;
   int32_t num_items;  // num_row_tiles * num_seqs * num_kv_heads
   // [0]: the items taken so far, [1]: the CTAs done taking (Workspace::counters()):
@@ -272,8 +276,9 @@ __device__ __forceinline__ float FastExp2(float x) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The kernel. Work items: one per (row tile, sequence, KV head), KV head fastest and
-// the row tiles with the most keys first. The grid is persistent (at most one CTA per
+// The kernel. Work items: one per (row tile, sequence, KV head), in bands of a few
+// (sequence, KV head) pairs (BandPairs()); inside a band, KV head fastest and the row
+// tiles with the most keys first. The grid is persistent (at most one CTA per
 // multiprocessor). Items are handed out in that order by an atomic counter, the next
 // one to whichever CTA's producer asks first (longest first, taken greedily: the CTAs
 // finish together; a static snake over the same order left ~3% of the time at the
@@ -293,10 +298,12 @@ struct WorkItem {
 template <int kKeys>
 __device__ __forceinline__ WorkItem DecodeWorkItem(const PrefillParams& p, int index) {
   WorkItem w;
-  const int rest = p.kv_heads_div.Div(index);
-  w.kv_head = index - rest * p.num_kv_heads;
-  const int row_tile_from_end = p.seqs_div.Div(rest);
-  w.seq = rest - row_tile_from_end * p.num_seqs;
+  const int band = p.band_items_div.Div(index);
+  const int rest = index - band * p.band_pairs * p.num_row_tiles;
+  const int row_tile_from_end = p.band_pairs_div.Div(rest);
+  const int pair = band * p.band_pairs + rest - row_tile_from_end * p.band_pairs;
+  w.seq = p.kv_heads_div.Div(pair);
+  w.kv_head = pair - w.seq * p.num_kv_heads;
   const int row_tile = p.num_row_tiles - 1 - row_tile_from_end;
   w.q_begin = p.query_start_loc[w.seq];
   const int q_len = p.query_start_loc[w.seq + 1] - w.q_begin;
@@ -762,9 +769,22 @@ CUtensorMap KvTensorMap(const Tensor& cache, DType dtype, int box_rows) {
   return map;
 }
 
+// The (sequence, KV head) pairs of a band of the item order: the fewest (a divisor of
+// all pairs) whose items still number twice the grid, so that the longest-first order
+// inside a band balances the CTAs, while the keys and values they read at once are only
+// a band's. In the plain order (every pair's row tile, then the next row tile) every
+// CTA works on a different pair: at 4 x 2048 the whole 33 MB of K and V is live, L2
+// misses on a quarter of the reads, and the kernel moves about 1.7x the DRAM bytes it needs.
+int64_t BandPairs(int64_t pairs, int64_t row_tiles, int64_t ctas) {
+  for (int64_t d = 1; d < pairs; ++d) {
+    if (pairs % d == 0 && d * row_tiles >= 2 * ctas) return d;
+  }
+  return pairs;
+}
+
 // The persistent grid: every work item's CTA resident at once, or as many as fit.
 template <typename T, int D>
-void LaunchPrefillSm90(const CUtensorMap& k_map, const CUtensorMap& v_map, const PrefillParams& params,
+void LaunchPrefillSm90(const CUtensorMap& k_map, const CUtensorMap& v_map, PrefillParams params,
                        cudaStream_t stream) {
   auto kernel = PrefillAttentionSm90Kernel<T, D>;
   constexpr int kSmem = static_cast<int>(PrefillShape<D>::kSmemBytes);
@@ -778,6 +798,11 @@ void LaunchPrefillSm90(const CUtensorMap& k_map, const CUtensorMap& v_map, const
   }
   const int64_t ctas = std::min({static_cast<int64_t>(params.num_items),
                                  static_cast<int64_t>(MultiprocessorCount()) * per_sm, GridCap()});
+  const int64_t pairs = static_cast<int64_t>(params.num_seqs) * params.num_kv_heads;
+  const int64_t band = BandPairs(pairs, params.num_row_tiles, ctas);
+  params.band_pairs = static_cast<int32_t>(band);
+  params.band_pairs_div = FastDiv(static_cast<uint32_t>(band));
+  params.band_items_div = FastDiv(static_cast<uint32_t>(band * params.num_row_tiles));
   LaunchKernel(LaunchMode::kProgrammatic, kernel, dim3(static_cast<unsigned>(ctas)), dim3(kPrefillThreads),
                PrefillShape<D>::kSmemBytes, stream, k_map, v_map, params);
 }
@@ -827,7 +852,6 @@ bool PagedPrefillAttentionSm90(const Tensor& q, int64_t q_row_stride, const Tens
   params.num_q_heads = static_cast<int32_t>(num_q_heads);
   params.num_kv_heads = static_cast<int32_t>(num_kv_heads);
   params.group = static_cast<int32_t>(group);
-  params.seqs_div = FastDiv(static_cast<uint32_t>(metadata.num_seqs));
   params.kv_heads_div = FastDiv(static_cast<uint32_t>(num_kv_heads));
   params.group_div = FastDiv(static_cast<uint32_t>(group));
   params.num_row_tiles = static_cast<int32_t>(row_tiles);
