@@ -4,7 +4,8 @@
 //     projection shapes at 8192 tokens are reported as a fraction of it.
 //   - prefill attention: causal, one sequence of S tokens over an empty cache (the
 //     shapes bench/peers/sdpa_bench.py runs through PyTorch's SDPA), FLOPs counted as
-//     4 * S^2 / 2 * heads * head_dim.
+//     4 * S^2 / 2 * heads * head_dim; each shape after 300 ms of idle, timed as single
+//     calls, short back-to-back runs and sustained (SustainedMs).
 //   - decode attention: B sequences of C cached tokens; bytes of KV read over the
 //     copy bandwidth measured here.
 //   - decode GEMMs in graphs: M = 1, 2, 8 rows against each Llama-3.1-8B projection,

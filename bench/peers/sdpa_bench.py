@@ -3,7 +3,10 @@
 
 Causal, bf16, GQA expanded to the query heads as the FlashAttention backend wants
 (enable_gqa where the PyTorch version has it). FLOPs counted as lattice_kernel_bench
-counts them: 4 * S^2 / 2 * heads * head_dim per sequence. One JSON object per line.
+counts them: 4 * S^2 / 2 * heads * head_dim per sequence. One JSON object per line, with
+three timings as lattice_kernel_bench takes them: single calls (host launch cost included),
+short back-to-back runs, and sustained (after ~1 s of back-to-back calls, at the clock the
+power limit allows). Each shape starts after 300 ms of idle.
 """
 import json
 import time
