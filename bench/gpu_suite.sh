@@ -81,6 +81,28 @@ for part in "$@"; do
         else
           echo "run $m: DIFFERENT"
         fi
+      done
+      # Several GPUs: one process per GPU (NCCL inside the model) against the one-rank CPU run.
+      for spec in "llama_gqa_f32:--tp 2" "llama_gqa_f32:--pp 2" "llama_gqa_f32:--dp 2" \
+                  "qwen3moe_sharded_f32:--tp 2 --ep 2" "qwen3moe_sharded_f32:--dp 2 --ep 2" "mixtral_f32:--pp 2"; do
+        m=${spec%%:*}; layout=${spec#*:}; tag=$(echo "$layout" | tr -d ' -')
+        [ -s "$out/run_${m}_cpu.jsonl" ] || timeout 120 "$bin/lattice" run --model tests/fixtures/models/$m \
+          --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 --max-tokens 8 --logprobs 3 --json --device cpu \
+          > "$out/run_${m}_cpu.jsonl" 2>> "$out/run.err"
+        # shellcheck disable=SC2086
+        timeout 180 "$bin/lattice" run --model tests/fixtures/models/$m --prompt-ids 1,2,3,4,5 --prompt-ids 7,8,9 \
+          --max-tokens 8 --logprobs 3 --json --device cuda $layout > "$out/run_${m}_cuda_$tag.jsonl" 2>> "$out/run.err"
+        echo "run $m $layout (exit $?): $(python3 - "$out/run_${m}_cpu.jsonl" "$out/run_${m}_cuda_$tag.jsonl" <<'PY'
+import json, sys
+cpu, gpu = ([json.loads(l) for l in open(f) if l.strip()] for f in sys.argv[1:3])
+if len(cpu) != len(gpu) or any(a['output_ids'] != b['output_ids'] for a, b in zip(cpu, gpu)):
+    print('DIFFERENT tokens')
+else:
+    err = max(abs(x[1] - y[1]) for a, b in zip(cpu, gpu)
+              for ta, tb in zip(a['logprobs'], b['logprobs']) for x, y in zip(ta, tb))
+    print('cuda tokens == cpu tokens, max |logprob - cpu| over the top 3 = %.1e' % err)
+PY
+)"
       done ;;
     serve)
       # Coordinator + GPU workers: what `lattice generate` gets equals the CPU `lattice run`.

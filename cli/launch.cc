@@ -62,13 +62,14 @@ void LocalLauncher::Watch() {
     pids_[rank] = -1;
     --remaining;
     const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!clean) {
+    if (!clean && !stopping_.exchange(true)) {
       const std::string how = WIFEXITED(status) ? absl::StrCat("exited with code ", WEXITSTATUS(status))
                                                 : absl::StrCat("was killed by signal ", WTERMSIG(status));
       std::fprintf(stderr, "lattice: rank %zu %s; stopping\n", rank + first_rank_, how.c_str());
-      // The other ranks would wait on it forever: end them and this process now.
-      Kill();
-      _exit(3);
+      // The other ranks would wait on it forever: end them and this process now, failing
+      // as the rank did (its own message says why).
+      KillChildren();
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 3);
     }
   }
 }
@@ -78,6 +79,11 @@ void LocalLauncher::Wait() {
 }
 
 void LocalLauncher::Kill() {
+  stopping_ = true;
+  KillChildren();
+}
+
+void LocalLauncher::KillChildren() {
   for (pid_t pid : pids_) {
     if (pid > 0) kill(pid, SIGKILL);
   }

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,17 +28,21 @@ class LocalLauncher {
   static absl::StatusOr<std::unique_ptr<LocalLauncher>> StartRanks(const std::vector<std::string>& argv,
                                                                    int world_size, const std::string& store_host,
                                                                    int store_port);
-  // Waits for every child to exit cleanly (one that does not ends this process).
+  // Waits for every child to exit cleanly. One that does not ends this process, with
+  // the child's exit code (3 if a signal killed it), after ending the others.
   void Wait();
-  // Ends the children (rank 0 failed).
+  // Ends the children (rank 0 failed and reports why itself): their deaths are then
+  // expected, and end nothing.
   void Kill();
   ~LocalLauncher();
 
  private:
   LocalLauncher() = default;
   void Watch();
+  void KillChildren();
 
   int first_rank_ = 0;
+  std::atomic<bool> stopping_{false};
   std::vector<pid_t> pids_;  // index = rank - first_rank_
   std::thread watcher_;
 };

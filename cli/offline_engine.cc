@@ -144,22 +144,21 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
   return collector.Take();
 }
 
-absl::StatusOr<DriverResult> RunDriver(const DecoderModel& model, const RankLayout& layout, const RankComms& comms,
-                                       const DistributedOptions& options,
-                                       const std::vector<GenerationRequest>& requests,
-                                       std::vector<TraceEvent>* trace) {
+namespace {
+
+// Rank 0's loop, on a runner of either kind of model.
+absl::StatusOr<DriverResult> Drive(ModelRunner& runner, const ModelConfig& config, const RankLayout& layout,
+                                   const RankComms& comms, const DistributedOptions& options,
+                                   const std::vector<GenerationRequest>& requests, std::vector<TraceEvent>* trace) {
   const ParallelConfig& p = layout.config();
-  Scheduler scheduler(MakeSchedulerOptions(model.config(), options.engine, p.dp));
+  Scheduler scheduler(MakeSchedulerOptions(config, options.engine, p.dp));
   if (absl::Status status = ValidateAll(scheduler, requests); !status.ok()) {
     SendStep(*comms.world, StopStep());
     return status;
   }
   ResultCollector collector(requests);
   for (size_t i = 0; i < requests.size(); ++i) collector.Track(scheduler.Add(requests[i]), i);
-  const int32_t num_blocks = options.engine.num_kv_blocks + 1;
-  SequenceTable table(0, options.engine.block_size, num_blocks);
-  ModelRunner runner(model, {.num_blocks = num_blocks, .block_size = options.engine.block_size},
-                     PlacementFor(layout, comms));
+  SequenceTable table(0, options.engine.block_size, options.engine.num_kv_blocks + 1);
   const int num_micro_batches = options.num_micro_batches > 0 ? options.num_micro_batches : p.pp;
 
   std::deque<std::pair<pb::StepRequest, std::vector<SampledToken>>> in_flight;
@@ -199,12 +198,10 @@ absl::StatusOr<DriverResult> RunDriver(const DecoderModel& model, const RankLayo
   return DriverResult{collector.Take(), scheduler.stats()};
 }
 
-absl::Status RunFollower(const DecoderModel& model, const RankLayout& layout, int rank, const RankComms& comms,
-                         const DistributedOptions& options, std::vector<TraceEvent>* trace) {
-  const int32_t num_blocks = options.engine.num_kv_blocks + 1;
-  SequenceTable table(layout.Coords(rank).dp_rank, options.engine.block_size, num_blocks);
-  ModelRunner runner(model, {.num_blocks = num_blocks, .block_size = options.engine.block_size},
-                     PlacementFor(layout, comms));
+// Every other rank's loop.
+absl::Status Follow(ModelRunner& runner, const RankLayout& layout, int rank, const RankComms& comms,
+                    const DistributedOptions& options, std::vector<TraceEvent>* trace) {
+  SequenceTable table(layout.Coords(rank).dp_rank, options.engine.block_size, options.engine.num_kv_blocks + 1);
   while (true) {
     pb::StepRequest step;
     if (!step.ParseFromString(RecvBytes(*comms.world, 0, kTagStepSize, kTagStep))) {
@@ -221,6 +218,38 @@ absl::Status RunFollower(const DecoderModel& model, const RankLayout& layout, in
   }
   if (trace) *trace = runner.trace();
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DriverResult> RunDriver(const DecoderModel& model, const RankLayout& layout, const RankComms& comms,
+                                       const DistributedOptions& options,
+                                       const std::vector<GenerationRequest>& requests,
+                                       std::vector<TraceEvent>* trace) {
+  ModelRunner runner(model, {.num_blocks = options.engine.num_kv_blocks + 1, .block_size = options.engine.block_size},
+                     PlacementFor(layout, comms));
+  return Drive(runner, model.config(), layout, comms, options, requests, trace);
+}
+
+absl::StatusOr<DriverResult> RunDriver(DeviceModel& model, const RankLayout& layout, const RankComms& comms,
+                                       const DistributedOptions& options,
+                                       const std::vector<GenerationRequest>& requests,
+                                       std::vector<TraceEvent>* trace) {
+  ModelRunner runner(model, options.engine.block_size, layout.Coords(0).pp_rank);
+  return Drive(runner, model.config(), layout, comms, options, requests, trace);
+}
+
+absl::Status RunFollower(const DecoderModel& model, const RankLayout& layout, int rank, const RankComms& comms,
+                         const DistributedOptions& options, std::vector<TraceEvent>* trace) {
+  ModelRunner runner(model, {.num_blocks = options.engine.num_kv_blocks + 1, .block_size = options.engine.block_size},
+                     PlacementFor(layout, comms));
+  return Follow(runner, layout, rank, comms, options, trace);
+}
+
+absl::Status RunFollower(DeviceModel& model, const RankLayout& layout, int rank, const RankComms& comms,
+                         const DistributedOptions& options, std::vector<TraceEvent>* trace) {
+  ModelRunner runner(model, options.engine.block_size, layout.Coords(rank).pp_rank);
+  return Follow(runner, layout, rank, comms, options, trace);
 }
 
 }  // namespace lattice

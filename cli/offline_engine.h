@@ -2,7 +2,7 @@
 // workers' SequenceTable + ModelRunner joined in-process, without a server.
 //   - Engine: one rank, one thread.
 //   - RunDriver / RunFollower: several ranks (threads in tests, processes in
-//     `lattice run --tp ...`). Rank 0 runs the scheduler, sends each StepRequest to
+//     `lattice run --tp ...`), on CPU models or GPU ones. Rank 0 runs the scheduler, sends each StepRequest to
 //     every rank over the world communicator, executes its own share and collects
 //     the StepResults of each DP rank's last stage; with pipeline parallelism it keeps
 //     up to `num_micro_batches` steps in flight so the stages overlap.
@@ -98,6 +98,17 @@ absl::StatusOr<DriverResult> RunDriver(const DecoderModel& model, const RankLayo
 
 // Every rank but 0, until the driver's stop message.
 absl::Status RunFollower(const DecoderModel& model, const RankLayout& layout, int rank, const RankComms& comms,
+                         const DistributedOptions& options, std::vector<TraceEvent>* trace = nullptr);
+
+// The same on device models (one GPU per rank, their TP/PP/EP traffic on the device's
+// own groups; `comms.world` carries the steps and results). Each rank's pool is sized
+// on its GPU: options.engine.num_kv_blocks must fit every rank's (the smallest pool,
+// less the null block).
+absl::StatusOr<DriverResult> RunDriver(DeviceModel& model, const RankLayout& layout, const RankComms& comms,
+                                       const DistributedOptions& options,
+                                       const std::vector<GenerationRequest>& requests,
+                                       std::vector<TraceEvent>* trace = nullptr);
+absl::Status RunFollower(DeviceModel& model, const RankLayout& layout, int rank, const RankComms& comms,
                          const DistributedOptions& options, std::vector<TraceEvent>* trace = nullptr);
 
 }  // namespace lattice

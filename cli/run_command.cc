@@ -1,5 +1,6 @@
 // `lattice run` (see run_command.h): one rank in-process, or several ranks as
-// processes (started here, by mpirun, or by another launcher) over gloo.
+// processes (started here, by mpirun, or by another launcher) over gloo, on CPUs or on
+// one GPU each (NCCL inside the model).
 #include "cli/run_command.h"
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "cli/offline_engine.h"
 #include "cli/result_json.h"
 #include "parallel/bootstrap.h"
+#include "gloo/rendezvous/prefix_store.h"
 #include "parallel/process_groups.h"
 #include "worker/device_model.h"
 #include "worker/layout.h"
@@ -63,7 +65,24 @@ void WriteTrace(const std::string& path, int rank, const std::vector<TraceEvent>
   }
 }
 
-// One rank of a multi-rank run: join the process groups, load the shard, drive or follow.
+// The GPU model's options from the command's flags.
+DeviceModelOptions DeviceOptionsFor(const RunCommandOptions& o) {
+  DeviceModelOptions d;
+  d.model_dir = o.model_dir;
+  d.dummy_weights = o.load_format == "dummy";
+  d.dtype = o.dtype;
+  d.max_num_tokens = o.max_num_batched_tokens;
+  d.max_num_seqs = o.max_num_seqs;
+  d.max_model_len = o.max_model_len;
+  d.block_size = o.block_size;
+  d.gpu_memory_utilization = o.gpu_memory_utilization;
+  d.num_kv_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks + 1 : 0;  // plus the null block
+  d.cuda_graphs = !o.no_cuda_graphs;
+  return d;
+}
+
+// One rank of a multi-rank run: join the process groups, load the shard (on the CPU or
+// this rank's GPU), drive or follow.
 int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayout& layout,
             const ModelConfig& config, const DistributedOptions& options,
             const std::vector<GenerationRequest>& requests, const RunDone& done) {
@@ -71,24 +90,52 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
   if (!store.ok()) return Fail(store.status());
   absl::StatusOr<ProcessGroups> groups = MakeGlooProcessGroups(layout, launch.rank, **store);
   if (!groups.ok()) return Fail(groups.status());
-  absl::StatusOr<std::unique_ptr<DecoderModel>> model =
-      DecoderModel::Load(o.model_dir, config, ShardFor(config, layout, launch.rank, options.pp_layers));
-  if (!model.ok()) return Fail(model.status());
   const RankComms comms{groups->world.get(), groups->tp.get(), groups->pp.get(), groups->ep.get()};
+  const ModelShard shard = ShardFor(config, layout, launch.rank, options.pp_layers);
+  DistributedOptions run_options = options;
+  std::unique_ptr<DecoderModel> cpu_model;
+  std::unique_ptr<DeviceModel> gpu_model;
+  std::unique_ptr<gloo::rendezvous::PrefixStore> nccl_store;
+  if (o.device == "cuda") {
+    // One GPU per rank (this node's rank-th), NCCL groups beside the gloo ones, their ids
+    // under their own prefix of the store. Every rank builds its model together (the
+    // groups and the pool's profiling step are collective).
+    nccl_store = std::make_unique<gloo::rendezvous::PrefixStore>("nccl", **store);
+    DeviceModelOptions d = DeviceOptionsFor(o);
+    d.gpu = launch.local_rank;
+    absl::StatusOr<std::unique_ptr<DeviceModel>> model =
+        MakeCudaModelForRank(config, d, layout, launch.rank, shard, *nccl_store);
+    if (!model.ok()) return Fail(model.status());
+    gpu_model = *std::move(model);
+    // Each pool is sized on its own GPU (stages hold different layers): the scheduler
+    // hands out blocks that every rank has, the smallest pool's.
+    Tensor blocks = Tensor::Empty(DType::kI32, {1});
+    blocks.data<int32_t>()[0] = -gpu_model->num_kv_blocks();
+    comms.world->AllReduce(blocks, ReduceOp::kMax);
+    run_options.engine.num_kv_blocks = -blocks.data<int32_t>()[0] - 1;  // less the null block
+  } else {
+    absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(o.model_dir, config, shard);
+    if (!model.ok()) return Fail(model.status());
+    cpu_model = *std::move(model);
+  }
   std::vector<TraceEvent> trace;
   int code = 0;
   if (launch.rank == 0) {
     const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<DriverResult> driven = RunDriver(**model, layout, comms, options, requests, &trace);
+    absl::StatusOr<DriverResult> driven =
+        gpu_model ? RunDriver(*gpu_model, layout, comms, run_options, requests, &trace)
+                  : RunDriver(*cpu_model, layout, comms, run_options, requests, &trace);
     if (!driven.ok()) {
       code = Fail(driven.status());
     } else {
       done({.results = driven->results,
             .stats = driven->stats,
-            .num_kv_blocks = options.engine.num_kv_blocks,
+            .num_kv_blocks = run_options.engine.num_kv_blocks,
             .elapsed_s = SecondsSince(start)});
     }
-  } else if (absl::Status status = RunFollower(**model, layout, launch.rank, comms, options, &trace); !status.ok()) {
+  } else if (absl::Status status = gpu_model ? RunFollower(*gpu_model, layout, launch.rank, comms, run_options, &trace)
+                                             : RunFollower(*cpu_model, layout, launch.rank, comms, run_options, &trace);
+             !status.ok()) {
     code = Fail(status);
   }
   if (!o.trace_path.empty()) WriteTrace(o.trace_path, launch.rank, trace);
@@ -194,22 +241,8 @@ int RunGeneration(const RunCommandOptions& o, const std::vector<std::string>& ar
   const bool launched_elsewhere = o.rank.has_value() || std::getenv("OMPI_COMM_WORLD_RANK") != nullptr ||
                                   std::getenv("PMIX_RANK") != nullptr || std::getenv("RANK") != nullptr ||
                                   std::getenv("LWS_WORKER_INDEX") != nullptr;
-  if (o.device == "cuda") {
-    if (parallel.world_size() > 1 || launched_elsewhere) {
-      return Fail(absl::UnimplementedError("--device cuda runs one GPU in `lattice run` (tp = pp = dp = 1)"));
-    }
-    DeviceModelOptions d;
-    d.model_dir = o.model_dir;
-    d.dummy_weights = o.load_format == "dummy";
-    d.dtype = o.dtype;
-    d.max_num_tokens = o.max_num_batched_tokens;
-    d.max_num_seqs = o.max_num_seqs;
-    d.max_model_len = o.max_model_len;
-    d.block_size = o.block_size;
-    d.gpu_memory_utilization = o.gpu_memory_utilization;
-    d.num_kv_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks + 1 : 0;
-    d.cuda_graphs = !o.no_cuda_graphs;
-    absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(*config, d);
+  if (o.device == "cuda" && parallel.world_size() == 1 && !launched_elsewhere) {
+    absl::StatusOr<std::unique_ptr<DeviceModel>> model = MakeCudaModel(*config, DeviceOptionsFor(o));
     if (!model.ok()) return Fail(model.status());
     Engine engine(**model, options.engine);
     const auto start = std::chrono::steady_clock::now();
@@ -221,7 +254,7 @@ int RunGeneration(const RunCommandOptions& o, const std::vector<std::string>& ar
           .elapsed_s = SecondsSince(start)});
     return 0;
   }
-  if (o.load_format == "dummy") {
+  if (o.load_format == "dummy" && o.device != "cuda") {
     return Fail(absl::InvalidArgumentError("--load-format dummy needs --device cuda"));
   }
   if (parallel.world_size() == 1 && !launched_elsewhere) {

@@ -29,7 +29,7 @@ struct RunCommandOptions {
   int max_num_batched_tokens = 2048;  // token budget per step (chunked prefill)
   int max_num_seqs = 256;             // sequences per step
   int max_model_len = 0;              // 0: from the config
-  // The device: cpu (the f32 reference) or cuda (one GPU for now).
+  // The device: cpu (the f32 reference) or cuda (one GPU per rank).
   std::string device = "cpu";
   std::string load_format = "auto";  // auto: safetensors; dummy: random weights from config.json
   std::string dtype = "auto";        // cuda: auto (the checkpoint's), bfloat16, float16, float32

@@ -221,8 +221,6 @@ TEST(LatticeRun, BadInputIsAClearError) {
       {"no model", {"--model", "/nonexistent/model", "--prompt-ids", "1"}, "/nonexistent/model"},
       {"dummy weights on the cpu", {"--model", model, "--prompt-ids", "1", "--load-format", "dummy"},
        "--load-format dummy needs --device cuda"},
-      {"cuda with several ranks", {"--model", model, "--prompt-ids", "1", "--device", "cuda", "--tp", "2"},
-       "one GPU in `lattice run`"},
   };
   for (const BadRun& c : cases) {
     std::vector<std::string> argv = {LATTICE_BINARY, "run"};
@@ -234,17 +232,22 @@ TEST(LatticeRun, BadInputIsAClearError) {
   }
 }
 
-// Where no GPU is visible (CI), --device cuda says so instead of failing later; a
-// build without nvcc says it has no CUDA backend.
+// Where no GPU is visible (CI), --device cuda says so instead of failing later, on one
+// rank and on several (every rank process exits); a build without nvcc says it has no
+// CUDA backend.
 TEST(LatticeRun, CudaWithoutAGpuIsAClearError) {
   const std::string model = (FixturesDir() / "llama_gqa_f32").string();
-  const testing::ProcessResult r =
-      testing::RunProcess({LATTICE_BINARY, "run", "--model", model, "--prompt-ids", "1", "--device", "cuda"});
-  if (r.exit_code == 0) GTEST_SKIP() << "a GPU is present";
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_TRUE(r.err.find("no CUDA device is visible") != std::string::npos ||
-              r.err.find("no CUDA backend") != std::string::npos)
-      << r.err;
+  for (const std::vector<std::string>& layout : {std::vector<std::string>{}, {"--tp", "2"}, {"--pp", "2"}}) {
+    std::vector<std::string> argv = {LATTICE_BINARY, "run", "--model", model, "--prompt-ids", "1", "--device", "cuda"};
+    argv.insert(argv.end(), layout.begin(), layout.end());
+    const testing::ProcessResult r = testing::RunProcess(argv);
+    if (r.exit_code == 0) GTEST_SKIP() << "a GPU is present";
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_TRUE(r.err.find("no CUDA device is visible") != std::string::npos ||
+                r.err.find("no CUDA backend") != std::string::npos)
+        << r.err;
+    EXPECT_TRUE(r.out.empty());
+  }
 }
 
 }  // namespace
