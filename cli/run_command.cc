@@ -12,12 +12,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "gloo/rendezvous/prefix_store.h"
 #include "cli/int_list.h"
 #include "cli/launch.h"
 #include "cli/offline_engine.h"
 #include "cli/result_json.h"
 #include "parallel/bootstrap.h"
-#include "gloo/rendezvous/prefix_store.h"
 #include "parallel/process_groups.h"
 #include "worker/device_model.h"
 #include "worker/layout.h"
@@ -93,9 +93,9 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
   const RankComms comms{groups->world.get(), groups->tp.get(), groups->pp.get(), groups->ep.get()};
   const ModelShard shard = ShardFor(config, layout, launch.rank, options.pp_layers);
   DistributedOptions run_options = options;
+  std::unique_ptr<gloo::rendezvous::PrefixStore> nccl_store;  // outlives the model's groups
   std::unique_ptr<DecoderModel> cpu_model;
   std::unique_ptr<DeviceModel> gpu_model;
-  std::unique_ptr<gloo::rendezvous::PrefixStore> nccl_store;
   if (o.device == "cuda") {
     // One GPU per rank (this node's rank-th), NCCL groups beside the gloo ones, their ids
     // under their own prefix of the store. Every rank builds its model together (the
