@@ -738,10 +738,16 @@ void Launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const At
 // The most splits the decode kernel merges in one cluster on this GPU: 16 (a
 // non-portable cluster size) where such clusters can be resident, else 8 (the
 // portable size; also while `stream` is being captured and nothing was asked yet).
+// Per device: the query below also allows the non-portable size, a function attribute
+// of each device's copy of the kernel, and one process may drive several GPUs (a thread
+// each in lattice_step_bench and the tests).
 template <typename T, int D>
 int MaxClusterSplits(cudaStream_t stream) {
-  static std::atomic<int> cached{0};
-  int limit = cached.load(std::memory_order_relaxed);
+  static std::atomic<int> cached[64] = {};
+  int device = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
+  LATTICE_CHECK(device < 64);
+  int limit = cached[device].load(std::memory_order_relaxed);
   if (limit == 0) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     LATTICE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
@@ -768,7 +774,7 @@ int MaxClusterSplits(cudaStream_t stream) {
       }
     }
     cudaGetLastError();  // a refused query is not an error of the next launch
-    cached.store(limit, std::memory_order_relaxed);
+    cached[device].store(limit, std::memory_order_relaxed);
   }
   return limit;
 }

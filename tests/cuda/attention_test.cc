@@ -18,6 +18,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
@@ -313,7 +314,8 @@ cuda::Workspace& SharedWorkspace() {
   return *workspace;
 }
 
-void RunAttentionCase(const AttentionCase& c, int seed) {
+// On the current device, with `workspace` there (default: the shared one, on GPU 0).
+void RunAttentionCase(const AttentionCase& c, int seed, cuda::Workspace* on_device = nullptr) {
   for (DType dtype : kDTypes) {
     const std::string what = Describe(c, dtype);
     std::vector<int32_t> capacity;
@@ -321,7 +323,7 @@ void RunAttentionCase(const AttentionCase& c, int seed) {
     const Batch b = MakeBatch(c, dtype, seed, capacity);
     const Tensor want = CpuAttention(c, b);
     Tensor out = Poisoned(dtype, {b.num_tokens, c.q_heads, c.head_dim});
-    cuda::Workspace& workspace = SharedWorkspace();
+    cuda::Workspace& workspace = on_device != nullptr ? *on_device : SharedWorkspace();
     workspace.Reset();
     cuda::PagedAttention(b.d_q_rows, b.d_k_cache, b.d_v_cache, DeviceMetadata(c, b),
                          1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.sliding_window, out,
@@ -468,6 +470,20 @@ TEST(CudaAttention, PagedAttentionClusterMergedDecodeMatchesTheCpu) {
   };
   int seed = 5500;
   for (const AttentionCase& c : cases) RunAttentionCase(c, seed += 10);
+}
+
+TEST(CudaAttention, PagedAttentionClusterMergedDecodeOnASecondGpuOfTheProcess) {
+  // The 16-split cluster needs a kernel attribute that each device's copy of the kernel
+  // holds apart: after GPU 0 has launched it, GPU 1 (another thread, as in
+  // lattice_step_bench --tp 2) must still get its own.
+  if (cuda::DeviceCount() < 2) GTEST_SKIP() << "needs 2 GPUs";
+  const AttentionCase batch1 = {"llama-8b batch 1", 32, 8, 128, 16, 0, {{1, 1025}}, 0, 63};
+  RunAttentionCase(batch1, 5600);
+  std::thread([&] {
+    ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+    cuda::Workspace workspace(size_t{256} << 20);
+    RunAttentionCase(batch1, 5610, &workspace);
+  }).join();
 }
 
 TEST(CudaAttention, PagedAttentionCapturedGraphReplaysWithNewLengths) {
