@@ -444,7 +444,13 @@ TEST(Serve, AFullQueueIsResourceExhaustedAndTheRestComplete) {
     }
   }
   EXPECT_GT(exhausted, 0);
-  EXPECT_GE(completed, 2);
+  // At least the first; a second only if the first had left the queue for the batch
+  // before the burst arrived (on a loaded 2-core machine it may not have).
+  EXPECT_GE(completed, 1);
+  // Once the burst is over the queue has room again.
+  const Streamed after = Generate(server.stub(), Prompt(8, 99), 40);
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.tokens.size(), 40u);
   EXPECT_EQ(server.Status().kv_blocks_used(), 0);
 }
 
