@@ -743,10 +743,8 @@ void Launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const At
 // each in lattice_step_bench and the tests).
 template <typename T, int D>
 int MaxClusterSplits(cudaStream_t stream) {
-  static std::atomic<int> cached[64] = {};
-  int device = 0;
-  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
-  LATTICE_CHECK(device < 64);
+  static std::atomic<int> cached[kMaxDevices] = {};
+  const int device = CurrentDevice();
   int limit = cached[device].load(std::memory_order_relaxed);
   if (limit == 0) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;

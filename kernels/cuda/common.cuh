@@ -141,13 +141,22 @@ __device__ __forceinline__ void LaunchDependentGrids() {
 #endif
 }
 
+// Per-device caches hold this many entries.
+constexpr int kMaxDevices = 64;
+
+// The current device's index, checked to fit a per-device cache.
+inline int CurrentDevice() {
+  int device = 0;
+  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
+  LATTICE_CHECK(device < kMaxDevices);
+  return device;
+}
+
 // An attribute of the current device, read once per device.
 template <cudaDeviceAttr kAttribute>
 inline int CurrentDeviceAttribute() {
-  static std::atomic<int> cached[64] = {};  // value + 1; 0: not read yet
-  int device = 0;
-  LATTICE_CUDA_CHECK(cudaGetDevice(&device));
-  LATTICE_CHECK(device < 64);
+  static std::atomic<int> cached[kMaxDevices] = {};  // value + 1; 0: not read yet
+  const int device = CurrentDevice();
   int value = cached[device].load(std::memory_order_relaxed) - 1;
   if (value < 0) {
     LATTICE_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
