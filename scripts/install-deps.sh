@@ -11,6 +11,8 @@ packages=(
   python3-grpcio python3-protobuf
   libopenmpi-dev openmpi-bin libgloo-dev
   patchelf gnuplot-nox
+  libonig-dev libutf8proc-dev libsentencepiece-dev
+  python3-jinja2 python3-sentencepiece nodejs
 )
 
 missing=()
@@ -19,6 +21,11 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm ships inside NodeSource's nodejs; Debian's own nodejs needs the separate npm package.
+if ! command -v npm >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' npm 2>/dev/null | grep -q "install ok installed"; then
+  missing+=(npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
