@@ -179,6 +179,7 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> BuildRequests(const GenerateCom
     // Optional fields stay unset unless given, so the server's defaults apply.
     if (o.top_p.has_value()) sampling.set_top_p(*o.top_p);
     if (o.seed.has_value()) sampling.set_seed(*o.seed);
+    if (absl::Status status = SetSamplingControls(o.sampling_controls, sampling); !status.ok()) return status;
     request.set_logprobs(o.logprobs);
     request.set_ignore_eos(o.ignore_eos);
     request.mutable_stop_token_ids()->Add(stop_token_ids.begin(), stop_token_ids.end());
@@ -202,6 +203,7 @@ void AddGenerateCommandFlags(CLI::App& app, GenerateCommandOptions& o) {
   app.add_option("--min-p", o.min_p, "Drop tokens below min_p times the top probability (0: off)");
   app.add_option("--seed", o.seed,
                  "Per-request sampling seed, each prompt the same (unset: the server picks)");
+  AddSamplingControlFlags(app, o.sampling_controls);
   app.add_option("--logprobs", o.logprobs, "Top-k logprobs to return per output token");
   app.add_flag("--ignore-eos", o.ignore_eos, "Do not stop at the end-of-sequence token");
   app.add_option("--stop-token-ids", o.stop_token_ids,

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/sampling_flags.h"
+
 namespace lattice {
 
 struct GenerateCommandOptions {
@@ -21,6 +23,7 @@ struct GenerateCommandOptions {
   int top_k = 0;
   float min_p = 0.0f;
   std::optional<uint64_t> seed;  // unset: the server picks one
+  SamplingControlFlags sampling_controls;  // penalties, min_tokens, logit_bias
   int logprobs = 0;
   bool ignore_eos = false;
   std::string stop_token_ids;  // comma-separated; empty: none

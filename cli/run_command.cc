@@ -155,6 +155,7 @@ void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
   app.add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 or -1: off)");
   app.add_option("--min-p", o.min_p, "Drop tokens below min_p times the top probability (0: off)");
   app.add_option("--seed", o.seed, "Per-request sampling seed (each prompt uses it)");
+  AddSamplingControlFlags(app, o.sampling_controls);
   app.add_option("--logprobs", o.logprobs, "Top-k logprobs to return per output token");
   app.add_flag("--ignore-eos", o.ignore_eos, "Do not stop at the end-of-sequence token");
   app.add_flag("--json", o.json, "One JSON object per prompt, one per line");
@@ -194,6 +195,9 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     request.sampling.set_top_p(o.top_p);
     request.sampling.set_min_p(o.min_p);
     request.sampling.set_seed(o.seed);
+    if (absl::Status status = SetSamplingControls(o.sampling_controls, request.sampling); !status.ok()) {
+      return Fail(status);
+    }
     requests.push_back(std::move(request));
   }
   return RunGeneration(o, argv, requests, [&](const RunOutcome& outcome) {

@@ -9,6 +9,7 @@
 
 #include "cli/layout_flags.h"
 #include "cli/offline_engine.h"
+#include "cli/sampling_flags.h"
 
 namespace lattice {
 
@@ -21,6 +22,7 @@ struct RunCommandOptions {
   int top_k = 0;
   float min_p = 0.0f;
   uint64_t seed = 0;
+  SamplingControlFlags sampling_controls;  // penalties, min_tokens, logit_bias
   int logprobs = 0;
   bool ignore_eos = false;
   bool json = false;

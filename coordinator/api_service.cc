@@ -39,6 +39,11 @@ SequenceRequest ToSequenceRequest(const v1::GenerateRequest& r) {
   s.sampling.set_top_p(in.has_top_p() ? in.top_p() : 1.0f);
   s.sampling.set_min_p(in.min_p());
   s.sampling.set_seed(in.has_seed() ? in.seed() : RandomSeed());
+  if (in.has_repetition_penalty()) s.sampling.set_repetition_penalty(in.repetition_penalty());
+  s.sampling.set_presence_penalty(in.presence_penalty());
+  s.sampling.set_frequency_penalty(in.frequency_penalty());
+  s.sampling.set_min_tokens(in.min_tokens());
+  s.sampling.mutable_logit_bias()->insert(in.logit_bias().begin(), in.logit_bias().end());
   return s;
 }
 

@@ -14,6 +14,42 @@ int32_t NumBlocksFor(int64_t num_tokens, int32_t block_size) {
   return static_cast<int32_t>((num_tokens + block_size - 1) / block_size);
 }
 
+// The penalties count the sequence's tokens: the workers then need all of them,
+// prefix-cache hits included (the worker's SequenceTable makes the same test).
+bool UsesPenalties(const pb::SamplingParams& s) {
+  return (s.has_repetition_penalty() && s.repetition_penalty() != 1.0f) || s.presence_penalty() != 0.0f ||
+         s.frequency_penalty() != 0.0f;
+}
+
+absl::Status CheckSamplingControls(const SequenceRequest& r, int64_t vocab_size) {
+  const pb::SamplingParams& s = r.sampling;
+  if (s.has_repetition_penalty() && !(s.repetition_penalty() > 0.0f && std::isfinite(s.repetition_penalty()))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repetition_penalty must be finite and > 0, got ", s.repetition_penalty()));
+  }
+  if (!(s.presence_penalty() >= -2.0f && s.presence_penalty() <= 2.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("presence_penalty must be in [-2, 2], got ", s.presence_penalty()));
+  }
+  if (!(s.frequency_penalty() >= -2.0f && s.frequency_penalty() <= 2.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frequency_penalty must be in [-2, 2], got ", s.frequency_penalty()));
+  }
+  if (s.min_tokens() < 0 || s.min_tokens() > r.max_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_tokens must be in [0, max_tokens = ", r.max_tokens, "], got ", s.min_tokens()));
+  }
+  for (const auto& [id, bias] : s.logit_bias()) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias token ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias of token ", id, " must be in [-100, 100], got ", bias));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string_view FinishReasonName(FinishReason reason) {
@@ -88,6 +124,7 @@ absl::Status Scheduler::Validate(const SequenceRequest& r) const {
   if (s.top_k() < -1) {
     return absl::InvalidArgumentError(absl::StrCat("top_k must be -1, 0 (off) or positive, got ", s.top_k()));
   }
+  if (absl::Status status = CheckSamplingControls(r, options_.vocab_size); !status.ok()) return status;
   if (r.num_logprobs < 0 || r.num_logprobs > options_.vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("logprobs must be in [0, ", options_.vocab_size, "], got ", r.num_logprobs));
@@ -123,6 +160,18 @@ int64_t Scheduler::Add(SequenceRequest request) {
   next_dp_ = (next_dp_ + 1) % options_.num_dp;
   seq->tokens = request.prompt_ids;
   seq->request = std::move(request);
+  pb::SamplingParams& sampling = seq->request.sampling;
+  sampling.clear_min_tokens_stop_ids();
+  if (sampling.min_tokens() > 0) {
+    if (!seq->request.ignore_eos) {
+      for (int32_t eos : options_.eos_token_ids) {
+        // A config's eos id past the vocabulary can never be sampled: nothing to hold back.
+        if (eos >= 0 && eos < options_.vocab_size) sampling.add_min_tokens_stop_ids(eos);
+      }
+    }
+    const std::vector<int32_t>& stop = seq->request.stop_token_ids;
+    sampling.mutable_min_tokens_stop_ids()->Add(stop.begin(), stop.end());
+  }
   dp_[seq->dp_rank]->waiting.push_back(seq.get());
   const int64_t id = seq->id;
   sequences_.emplace(id, std::move(seq));
@@ -267,6 +316,10 @@ void Scheduler::ScheduleDp(DpRank& dp, pb::DpBatch& batch, int64_t& tokens) {
     if (!seq->known_to_workers) {
       *s->mutable_sampling() = seq->request.sampling;
       s->set_num_logprobs(seq->request.num_logprobs);
+      s->set_num_prompt_tokens(static_cast<int32_t>(seq->request.prompt_ids.size()));
+      if (UsesPenalties(seq->request.sampling)) {
+        s->mutable_prefix_token_ids()->Add(seq->tokens.begin(), seq->tokens.begin() + s->start_position());
+      }
     }
     seq->known_to_workers = true;
     seq->num_blocks_sent = static_cast<int32_t>(seq->block_table.size());
@@ -341,8 +394,10 @@ std::vector<SequenceUpdate> Scheduler::Complete(const pb::StepRequest& step,
       }
       const auto& eos = options_.eos_token_ids;
       const auto& stop = seq.request.stop_token_ids;
-      const bool stopped = (!seq.request.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) ||
-                           std::find(stop.begin(), stop.end(), id) != stop.end();
+      // Before min_tokens nothing but the length stops a sequence (vLLM's check_stop).
+      const bool stopped = seq.num_outputs >= seq.request.sampling.min_tokens() &&
+                           ((!seq.request.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) ||
+                            std::find(stop.begin(), stop.end(), id) != stop.end());
       if (stopped || seq.num_outputs >= seq.request.max_tokens) {
         Finish(seq, stopped ? FinishReason::kStop : FinishReason::kLength, update);
         updates.push_back(std::move(update));

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,11 +26,15 @@ class Store;
 
 namespace lattice {
 
-// Per logits row of a step: how to sample, the position of the token drawn, logprobs.
+// Per logits row of a step: how to sample, the position of the token drawn, logprobs,
+// and the sequence-dependent adjustments applied to the row before sampling
+// (cpu::ApplyLogitAdjustments; logprobs are of the raw row, as vLLM's default).
 struct SamplingRow {
   cpu::SamplingParams params;
   int64_t position = 0;
   int32_t num_logprobs = 0;
+  cpu::PenaltyParams penalties;
+  std::span<const cpu::LogitAdjustment> adjustments;  // the caller's, valid during Execute; empty: none
 };
 
 // What the sampling rank returns for one logits row.

@@ -102,7 +102,7 @@ std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch
   const Tensor logits = model.ComputeLogits(batch, out, *placement_.tp);
   if (samples()) {
     const int64_t vocab = model.config().vocab_size;
-    std::vector<float> logprobs(vocab);
+    std::vector<float> logprobs(vocab), adjusted;
     size_t row = 0;
     for (const ScheduledChunk& c : chunks) {
       if (!c.sample) continue;
@@ -112,7 +112,14 @@ std::vector<SampledToken> ModelRunner::Execute(int64_t step, int32_t micro_batch
       sampled.seq_id = c.seq_id;
       // The position of the token being generated seeds its draw.
       const int64_t position = c.start_position + static_cast<int64_t>(c.token_ids.size());
-      sampled.token = cpu::Sample(row_logits, c.sampling, position);
+      if (c.adjustments.empty()) {
+        sampled.token = cpu::Sample(row_logits, c.sampling, position);
+      } else {
+        adjusted.assign(row_logits.begin(), row_logits.end());
+        cpu::ApplyLogitAdjustments(adjusted, c.penalties, c.adjustments);
+        sampled.token = cpu::Sample(adjusted, c.sampling, position);
+      }
+      // Logprobs of the raw row (vLLM's default), whatever the adjustments did.
       if (c.num_logprobs > 0) {
         cpu::LogSoftmax(row_logits, logprobs);
         sampled.logprobs = cpu::TopK(logprobs, c.num_logprobs);
@@ -135,6 +142,8 @@ std::vector<SampledToken> ModelRunner::ExecuteOnDevice(const ForwardBatch& batch
     // The position of the token being generated seeds its draw.
     row.position = c.start_position + static_cast<int64_t>(c.token_ids.size());
     row.num_logprobs = c.num_logprobs;
+    row.penalties = c.penalties;
+    row.adjustments = c.adjustments;
     rows.push_back(row);
   }
   if (!device_->is_last_stage()) rows.clear();

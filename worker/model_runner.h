@@ -28,6 +28,10 @@ struct ScheduledChunk {
   bool sample = false;               // the chunk ends at the sequence's last token
   cpu::SamplingParams sampling;      // when sampling
   int32_t num_logprobs = 0;
+  // When sampling under penalties, min_tokens or logit_bias: the row's adjustments
+  // (cpu::ApplyLogitAdjustments) before Sample. Empty: none (the common case).
+  cpu::PenaltyParams penalties;
+  std::vector<cpu::LogitAdjustment> adjustments;
 };
 
 struct SampledToken {

@@ -1,9 +1,71 @@
 // Worker-side sequence state (see sequence_table.h).
 #include "worker/sequence_table.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace lattice {
+
+cpu::LogitAdjustment& SequenceTable::Controls::Entry(int32_t token) {
+  const auto [it, inserted] = entry_of.try_emplace(token, static_cast<int32_t>(entries.size()));
+  if (inserted) entries.push_back({.token = token});
+  return entries[it->second];
+}
+
+void SequenceTable::Controls::Count(int64_t position, int32_t token) {
+  cpu::LogitAdjustment& e = Entry(token);
+  if (position < num_prompt_tokens) {
+    e.in_prompt = true;
+  } else {
+    ++e.output_count;
+  }
+}
+
+std::unique_ptr<SequenceTable::Controls> SequenceTable::MakeControls(const pb::ScheduledSequence& s) {
+  const pb::SamplingParams& p = s.sampling();
+  auto c = std::make_unique<Controls>();
+  c->penalties = {p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f, p.presence_penalty(),
+                  p.frequency_penalty()};
+  // The scheduler's test for sending prefix tokens (UsesPenalties) is the same.
+  c->counts_tokens = c->penalties.repetition_penalty != 1.0f || c->penalties.presence_penalty != 0.0f ||
+                     c->penalties.frequency_penalty != 0.0f;
+  c->min_tokens = p.min_tokens();
+  c->num_prompt_tokens = s.num_prompt_tokens();
+  for (const auto& [token, bias] : p.logit_bias()) c->Entry(token).bias = bias;
+  if (c->min_tokens > 0) {
+    std::vector<int32_t> stops(p.min_tokens_stop_ids().begin(), p.min_tokens_stop_ids().end());
+    std::sort(stops.begin(), stops.end());
+    stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
+    for (int32_t token : stops) {
+      c->Entry(token);
+      c->stop_entries.push_back(c->entry_of.at(token));
+    }
+  }
+  if (!c->counts_tokens && c->entries.empty()) return nullptr;
+  return c;
+}
+
+absl::Status SequenceTable::Controls::Advance(int64_t step, int64_t seq_id, ScheduledChunk& chunk) {
+  const int64_t end = chunk.start_position + static_cast<int64_t>(chunk.token_ids.size());
+  if (counts_tokens) {
+    if (chunk.start_position != num_counted) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", step, ": sequence ", seq_id, " continues at ",
+                                                     chunk.start_position, " but the worker counted ", num_counted,
+                                                     " of its tokens"));
+    }
+    for (size_t i = 0; i < chunk.token_ids.size(); ++i) Count(chunk.start_position + i, chunk.token_ids[i]);
+    num_counted = end;
+  }
+  if (!chunk.sample) return absl::OkStatus();
+  const bool below_min_tokens = end - num_prompt_tokens < min_tokens;
+  for (int32_t index : stop_entries) entries[index].masked = below_min_tokens;
+  chunk.penalties = penalties;
+  for (const cpu::LogitAdjustment& e : entries) {
+    if (e.masked || e.bias != 0.0f || e.in_prompt || e.output_count > 0) chunk.adjustments.push_back(e);
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::vector<ScheduledChunk>> SequenceTable::Apply(const pb::StepRequest& step) {
   for (int64_t id : step.finished_seq_ids()) sequences_.erase(id);
@@ -18,6 +80,16 @@ absl::StatusOr<std::vector<ScheduledChunk>> SequenceTable::Apply(const pb::StepR
       state.sampling = {s.sampling().temperature(), s.sampling().top_k(), s.sampling().top_p(), s.sampling().min_p(),
                         s.sampling().seed()};
       state.num_logprobs = s.num_logprobs();
+      state.controls = MakeControls(s);
+      if (state.controls && state.controls->counts_tokens) {
+        if (s.prefix_token_ids_size() != s.start_position()) {
+          return absl::InvalidArgumentError(absl::StrCat("step ", step.step(), ": new sequence ", s.seq_id(),
+                                                         " starts at ", s.start_position(), " but has ",
+                                                         s.prefix_token_ids_size(), " prefix tokens"));
+        }
+        for (int32_t i = 0; i < s.prefix_token_ids_size(); ++i) state.controls->Count(i, s.prefix_token_ids(i));
+        state.controls->num_counted = s.start_position();
+      }
       // A sequence may come back new after preemption: its old state is stale.
       sequences_.insert_or_assign(s.seq_id(), std::move(state));
     }
@@ -48,6 +120,9 @@ absl::StatusOr<std::vector<ScheduledChunk>> SequenceTable::Apply(const pb::StepR
       return absl::InvalidArgumentError(absl::StrCat("step ", step.step(), ": sequence ", s.seq_id(), " has tokens [",
                                                      chunk.start_position, ", ", end, ") but ",
                                                      chunk.block_table.size(), " blocks of ", block_size_));
+    }
+    if (state.controls) {
+      if (absl::Status status = state.controls->Advance(step.step(), s.seq_id(), chunk); !status.ok()) return status;
     }
     chunks.push_back(std::move(chunk));
   }

@@ -100,6 +100,35 @@ struct SamplingParams {
 // samples do not depend on the rest of its batch.
 double SampleUniform(uint64_t seed, int64_t position);
 
+// The sampling controls that depend on the sequence's own tokens, as vLLM V1 applies
+// them. A row's adjustments list each token they touch once: whether it is in the
+// prompt, how often the output so far holds it, its logit_bias, and whether min_tokens
+// masks it now (the request's stop ids while fewer than min_tokens tokens are out).
+struct LogitAdjustment {
+  int32_t token = 0;
+  int32_t output_count = 0;
+  bool in_prompt = false;
+  bool masked = false;
+  float bias = 0.0f;
+};
+
+struct PenaltyParams {
+  float repetition_penalty = 1.0f;  // > 0; 1: off
+  float presence_penalty = 0.0f;    // [-2, 2]; 0: off
+  float frequency_penalty = 0.0f;   // [-2, 2]; 0: off
+};
+
+// Applies `entries` to one logits row in place, in vLLM V1's order (min_tokens and
+// logit_bias, then the repetition, frequency and presence penalties; temperature and
+// the filters come later, in Sample). For each entry, on logits[token] alone:
+//   l = masked ? -inf : l + bias
+//   in_prompt or output_count > 0:  l = l > 0 ? l / repetition_penalty : l * repetition_penalty
+//   output_count > 0:               l = (l - frequency_penalty * float(output_count)) - presence_penalty
+// Every step is one rounded f32 operation (never fused), so the CUDA kernel
+// (cuda::ApplyLogitAdjustments) gives the same bits. Tokens not listed are untouched.
+void ApplyLogitAdjustments(std::span<float> logits, const PenaltyParams& penalties,
+                           std::span<const LogitAdjustment> entries);
+
 // Samples one token from `logits` (one row, [V]). Greedy (argmax, ties to the lower
 // id) when temperature is 0; otherwise temperature, then min-p (drop tokens whose
 // probability is below min_p times the largest), then top-k, then top-p (the smallest

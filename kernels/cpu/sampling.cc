@@ -1,6 +1,7 @@
-// Log-softmax, top-k selection and token sampling. Sampling draws its uniform number
-// from a counter-based hash of (seed, position), so a request's tokens do not depend on
-// the batch it ran in or on any global RNG state. Probabilities are computed in double
+// Log-softmax, top-k selection, the sequence-dependent logit adjustments (penalties,
+// min_tokens, logit_bias) and token sampling. Sampling draws its uniform number from a
+// counter-based hash of (seed, position), so a request's tokens do not depend on the
+// batch it ran in or on any global RNG state. Probabilities are computed in double
 // from the f32 logits: the result is a discrete choice, and the reference should be
 // the most accurate version of it.
 #include <algorithm>
@@ -73,6 +74,24 @@ double SampleUniform(uint64_t seed, int64_t position) {
   // Two rounds of a bijective mixer: distinct positions of one seed never collide.
   const uint64_t h = Mix64(Mix64(seed + 0x9e3779b97f4a7c15ULL) ^ static_cast<uint64_t>(position));
   return static_cast<double>(h >> 11) * 0x1p-53;
+}
+
+void ApplyLogitAdjustments(std::span<float> logits, const PenaltyParams& penalties,
+                           std::span<const LogitAdjustment> entries) {
+  for (const LogitAdjustment& e : entries) {
+    LATTICE_CHECK(e.token >= 0 && static_cast<size_t>(e.token) < logits.size());
+    float l = logits[e.token];
+    l = e.masked ? -std::numeric_limits<float>::infinity() : l + e.bias;
+    if (e.in_prompt || e.output_count > 0) {
+      l = l > 0.0f ? l / penalties.repetition_penalty : l * penalties.repetition_penalty;
+    }
+    if (e.output_count > 0) {
+      const float frequency = penalties.frequency_penalty * static_cast<float>(e.output_count);
+      l = l - frequency;
+      l = l - penalties.presence_penalty;
+    }
+    logits[e.token] = l;
+  }
 }
 
 int32_t Sample(std::span<const float> logits, const SamplingParams& params, int64_t position) {

@@ -1,7 +1,8 @@
 // `lattice run` end to end: the real binary against every fixture model, compared
 // with the Hugging Face reference outputs recorded in expected.json, and the
 // scheduler paths (chunked prefill, tiny blocks, preemption, stop tokens, sampling)
-// that must not change a request's tokens.
+// that must not change a request's tokens; the sampling controls (penalties,
+// min_tokens, logit_bias) do what they say and depend on nothing else.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tests/e2e/fixtures.h"
 #include "tests/e2e/run_process.h"
@@ -229,6 +231,149 @@ TEST(LatticeRun, BadInputIsAClearError) {
     EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.name << ": " << r.err;
     EXPECT_TRUE(r.out.empty()) << c.name;
+  }
+}
+
+// ---- the sampling controls: vLLM's penalties, min_tokens and logit_bias ----
+
+// Greedy decoding of this prompt repeats token 494 ten times (its expected.json).
+const std::vector<int> kRepeatingPrompt = {254, 334, 124, 270, 119, 247, 336};
+constexpr int kRepeatedToken = 494;
+
+fs::path RepeatingModel() { return FixturesDir() / "llama_linear_headdim_f32"; }
+
+std::vector<int> OutputIds(const RunOutput& out, size_t i = 0) {
+  EXPECT_GT(out.results.size(), i) << out.err;
+  return out.results.size() > i ? out.results[i]["output_ids"].get<std::vector<int>>() : std::vector<int>{};
+}
+
+int MaxRepeats(const std::vector<int>& ids) {
+  int most = 0;
+  for (int id : ids) most = std::max(most, static_cast<int>(std::count(ids.begin(), ids.end(), id)));
+  return most;
+}
+
+TEST(LatticeRunSamplingControls, PenaltiesBreakAGreedyRepeat) {
+  const std::vector<std::string> greedy = {"--max-tokens", "10", "--ignore-eos"};
+  const RunOutput plain = RunLattice(RepeatingModel(), {json(kRepeatingPrompt)}, greedy);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(OutputIds(plain), std::vector<int>(10, kRepeatedToken));
+  // The frequency penalty grows with each repeat, the repetition penalty divides the
+  // (positive) logit of every seen token: both end the run of 494s at once. The
+  // presence penalty is one fixed step, which 494's lead outlasts for a while.
+  for (const auto& [flags, most] : std::vector<std::pair<std::vector<std::string>, int>>{
+           {{"--frequency-penalty", "2"}, 4}, {{"--repetition-penalty", "3"}, 4}, {{"--presence-penalty", "2"}, 9}}) {
+    std::vector<std::string> args = greedy;
+    args.insert(args.end(), flags.begin(), flags.end());
+    const RunOutput out = RunLattice(RepeatingModel(), {json(kRepeatingPrompt)}, args);
+    ASSERT_EQ(out.exit_code, 0) << flags[0] << ": " << out.err;
+    const std::vector<int> ids = OutputIds(out);
+    ASSERT_EQ(ids.size(), 10u) << flags[0];
+    EXPECT_LE(MaxRepeats(ids), most) << flags[0] << ": " << json(ids).dump();
+    EXPECT_EQ(ids[0], kRepeatedToken) << flags[0];  // nothing is out yet: no penalty on the first token
+  }
+}
+
+TEST(LatticeRunSamplingControls, LogitBiasForcesAndBansTokens) {
+  const std::vector<std::string> greedy = {"--max-tokens", "10", "--ignore-eos"};
+  std::vector<std::string> force = greedy;
+  force.insert(force.end(), {"--logit-bias", "77:100"});
+  const RunOutput forced = RunLattice(RepeatingModel(), {json(kRepeatingPrompt)}, force);
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(OutputIds(forced), std::vector<int>(10, 77));
+  // Seeded sampling at a high temperature never draws a token biased by -100.
+  std::vector<std::string> ban = {"--max-tokens", "10", "--ignore-eos", "--temperature", "0.7", "--seed", "3",
+                                  "--logit-bias", absl::StrCat(kRepeatedToken, ":-100, 17:-100")};
+  const RunOutput banned = RunLattice(RepeatingModel(), {json(kRepeatingPrompt)}, ban);
+  ASSERT_EQ(banned.exit_code, 0) << banned.err;
+  for (int id : OutputIds(banned)) {
+    EXPECT_NE(id, kRepeatedToken);
+    EXPECT_NE(id, 17);
+  }
+}
+
+// A copy of llama_gqa_f32 whose eos ids are its first prompt's fourth greedy token (and
+// one past the vocabulary, which min_tokens must leave alone).
+TEST(LatticeRunSamplingControls, MinTokensKeepsTheEndOfSequenceAway) {
+  const fs::path source = FixturesDir() / "llama_gqa_f32";
+  const json want = ReadJson(source / "expected.json");
+  const json& prompt = want["prompts"][0];
+  const auto full = prompt["output_ids"].get<std::vector<int>>();
+  const int eos = full[3];
+  const fs::path dir = fs::path(::testing::TempDir()) / "lattice_min_tokens_model";
+  fs::remove_all(dir);
+  fs::copy(source, dir);
+  std::ofstream(dir / "generation_config.json") << json{{"eos_token_id", json::array({99999, eos})}}.dump();
+  const RunOutput plain = RunLattice(dir, {prompt["prompt_ids"]}, {"--max-tokens", "10"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(OutputIds(plain), std::vector<int>(full.begin(), full.begin() + 4));  // stops at the eos
+  for (int min_tokens : {4, 7}) {
+    const RunOutput out =
+        RunLattice(dir, {prompt["prompt_ids"]}, {"--max-tokens", "10", "--min-tokens", std::to_string(min_tokens)});
+    ASSERT_EQ(out.exit_code, 0) << out.err;
+    const std::vector<int> ids = OutputIds(out);
+    ASSERT_GE(ids.size(), static_cast<size_t>(min_tokens)) << json(ids).dump();
+    EXPECT_EQ(std::vector<int>(ids.begin(), ids.begin() + 3), std::vector<int>(full.begin(), full.begin() + 3));
+    EXPECT_EQ(std::count(ids.begin(), ids.begin() + min_tokens, eos), 0) << json(ids).dump();
+    // Done at the first eos after min_tokens, or at the length.
+    const auto first_eos = std::find(ids.begin(), ids.end(), eos);
+    EXPECT_EQ(out.results[0]["finish_reason"], first_eos == ids.end() ? "length" : "stop");
+    EXPECT_TRUE(first_eos == ids.end() || first_eos + 1 == ids.end());
+  }
+}
+
+TEST(LatticeRunSamplingControls, BadValuesAreAClearError) {
+  const std::string model = RepeatingModel().string();
+  const std::vector<BadRun> cases = {
+      {"zero repetition penalty", {"--repetition-penalty", "0"}, "repetition_penalty"},
+      {"presence penalty past 2", {"--presence-penalty", "2.5"}, "presence_penalty"},
+      {"frequency penalty below -2", {"--frequency-penalty", "-3"}, "frequency_penalty"},
+      {"min tokens past max tokens", {"--min-tokens", "20", "--max-tokens", "10"}, "min_tokens"},
+      {"negative min tokens", {"--min-tokens", "-1"}, "min_tokens"},
+      {"bias of a token outside the vocabulary", {"--logit-bias", "3:1,512:1"}, "logit_bias token 512"},
+      {"bias past 100", {"--logit-bias", "3:100.5"}, "logit_bias"},
+      {"bias without a value", {"--logit-bias", "3"}, "--logit-bias"},
+      {"bias not a number", {"--logit-bias", "3:x"}, "--logit-bias"},
+  };
+  for (const BadRun& c : cases) {
+    std::vector<std::string> argv = {LATTICE_BINARY, "run", "--model", model, "--prompt-ids", "1,2"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    const testing::ProcessResult r = testing::RunProcess(argv);
+    EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << c.name;
+  }
+}
+
+// Every control at once, seeded sampling and greedy, in one batch: tp2 and pp2 (and a
+// tiny cache that preempts) give one rank's tokens.
+TEST(LatticeRunSamplingControls, LayoutsAndPreemptionChangeNothing) {
+  const json expected = ReadJson(RepeatingModel() / "expected.json");
+  std::vector<json> prompts = PromptsOf(expected);
+  prompts.push_back(json(kRepeatingPrompt));
+  const std::vector<std::string> controls = {
+      "--max-tokens", "12", "--repetition-penalty", "1.3", "--frequency-penalty", "0.4", "--presence-penalty", "0.5",
+      "--min-tokens", "3", "--logit-bias", "5:4,494:-2"};
+  for (const char* temperature : {"0", "0.8"}) {
+    std::vector<std::string> args = controls;
+    args.insert(args.end(), {"--temperature", temperature, "--seed", "9"});
+    const RunOutput one = RunLattice(RepeatingModel(), prompts, args);
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    ASSERT_EQ(one.results.size(), prompts.size());
+    EXPECT_LT(MaxRepeats(OutputIds(one, 3)), 10);
+    for (const std::vector<std::string>& variant : std::vector<std::vector<std::string>>{
+             {"--tp", "2"}, {"--pp", "2"}, {"--num-kv-blocks", "16", "--block-size", "4", "--max-num-batched-tokens", "8"}}) {
+      std::vector<std::string> with = args;
+      with.insert(with.end(), variant.begin(), variant.end());
+      const RunOutput run = RunLattice(RepeatingModel(), prompts, with);
+      ASSERT_EQ(run.exit_code, 0) << variant[0] << ": " << run.err;
+      ASSERT_EQ(run.results.size(), prompts.size());
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(run.results[i]["output_ids"], one.results[i]["output_ids"])
+            << "T=" << temperature << " " << variant[0] << " prompt " << i;
+        EXPECT_EQ(run.results[i]["finish_reason"], one.results[i]["finish_reason"]);
+      }
+    }
   }
 }
 

@@ -176,6 +176,40 @@ TEST_P(ServeFixtureTest, CoordinatorAndSeparatelyLaunchedWorkersServeWhatRunPrin
 INSTANTIATE_TEST_SUITE_P(Fixtures, ServeFixtureTest, ::testing::ValuesIn(FixtureNames()),
                          [](const auto& info) { return info.param; });
 
+// The sampling controls (penalties, min_tokens, logit_bias) through the public API:
+// `lattice generate` against a tp2 server prints `lattice run`'s tokens, and a bad value
+// is INVALID_ARGUMENT naming the field.
+TEST(ServeSamplingControls, GenerateWithControlsServesWhatRunPrints) {
+  const fs::path model = FixturesDir() / "llama_linear_headdim_f32";
+  std::vector<std::string> args = PromptFlags(FixturePrompts(model));
+  for (const char* a : {"--max-tokens", "10", "--json", "--seed", "4", "--repetition-penalty", "1.3",
+                        "--frequency-penalty", "0.5", "--presence-penalty", "0.25", "--min-tokens", "2",
+                        "--logit-bias", "5:3,494:-1"}) {
+    args.push_back(a);
+  }
+  Server server(model, {"--tp", "2"});
+  for (const char* temperature : {"0", "0.8"}) {
+    std::vector<std::string> with = args;
+    with.insert(with.end(), {"--temperature", temperature});
+    const std::vector<json> want = RunJson({LATTICE_BINARY, "run", "--model", model.string()}, with);
+    ExpectSame(want, RunJson({LATTICE_BINARY, "generate", "--server", server.address()}, with),
+               std::string("lattice generate, T=") + temperature);
+  }
+  for (const auto& [flags, field] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--presence-penalty", "3"}, "presence_penalty"},
+           {{"--repetition-penalty", "-1"}, "repetition_penalty"},
+           {{"--min-tokens", "5", "--max-tokens", "4"}, "min_tokens"},
+           {{"--logit-bias", "600:1"}, "logit_bias token 600"}}) {
+    std::vector<std::string> argv = {LATTICE_BINARY, "generate", "--server", server.address(), "--prompt-ids", "1,2"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const testing::ProcessResult r = testing::RunProcess(argv);
+    EXPECT_EQ(r.exit_code, 2) << field << ": " << r.err;
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(field), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(server.Status().healthy());
+}
+
 // One streaming Generate with our C++ stub: every token, the final usage.
 struct Streamed {
   grpc::Status status;
