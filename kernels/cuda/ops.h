@@ -11,9 +11,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include <cuda_runtime.h>
 
+#include "kernels/cpu/ops.h"
 #include "kernels/cuda/workspace.h"
 #include "kernels/tensor.h"
 
@@ -128,6 +130,22 @@ size_t SampleWorkspaceBytes(int64_t rows, int64_t vocab);
 // id; entries past V (k > V) are id -1, logprob -inf. Takes no workspace.
 void TopKLogprobs(const Tensor& logits, int k, Tensor& ids, Tensor& logprobs, Workspace& workspace,
                   cudaStream_t stream = nullptr);
+
+// ---- sequence-dependent logit adjustments (logit_adjust.cu) ----
+
+// One cpu::LogitAdjustment of logits row `row` in the device layout: four i32 words
+// (token, output_count, row << 2 | masked << 1 | in_prompt, the bias's f32 bits).
+inline constexpr int kLogitAdjustmentWords = 4;
+// Writes entries.size() * kLogitAdjustmentWords words to `out` (host memory).
+void PackLogitAdjustments(std::span<const cpu::LogitAdjustment> entries, int32_t row, int32_t* out);
+
+// cpu::ApplyLogitAdjustments on the rows of logits (device f32 [R, V]), bit for bit:
+// entries i32 [N, kLogitAdjustmentWords] as packed above, each (row, token) at most once
+// and token < V; penalties f32 [R, 3] (repetition, presence, frequency). One thread
+// per entry, no order between them (each writes its own logit). Launched serially
+// (not programmatically): it waits for the logits and Sample waits for it.
+void ApplyLogitAdjustments(Tensor& logits, const Tensor& entries, const Tensor& penalties,
+                           cudaStream_t stream = nullptr);
 
 // ---- mixture of experts (moe.cu) ----
 

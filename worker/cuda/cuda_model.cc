@@ -136,6 +136,7 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
   std::memset(m->host, 0, m->words * 4);
   m->device = cuda::AllocateDevice(m->words * 4);
   metadata_ = std::move(m);
+  adjustments_ = std::make_unique<LogitAdjustmentStage>(stream_);
   if (shard_.ep.size > 1) {
     LATTICE_CHECK_MSG(placement.ep != nullptr && placement.ep->size() == shard_.ep.size &&
                           placement.ep->rank() == shard_.ep.rank,
@@ -157,6 +158,7 @@ CudaModel::CudaModel(ModelConfig config, ModelShard shard, const CudaModelOption
 CudaModel::~CudaModel() {
   graphs_.clear();
   if (stream_) cudaStreamSynchronize(stream_);
+  adjustments_.reset();
   links_.reset();
   if (host_counts_) cudaFreeHost(host_counts_);
 }
@@ -447,6 +449,7 @@ void CudaModel::Upload(const ForwardBatch& batch, const std::vector<SamplingRow>
     m.Host<uint32_t>(m.seed)[2 * r + 1] = static_cast<uint32_t>(p.seed >> 32);
     m.Host<int32_t>(m.sample_position)[r] = static_cast<int32_t>(rows[r].position);
   }
+  if (samples()) adjustments_->Stage(rows);  // copies nothing unless a row has adjustments
   if (RopeDependsOnLength(rope_)) {
     float* table = m.Host<float>(m.inv_freq);
     for (int32_t s = 0; s < seqs; ++s) {
@@ -721,16 +724,17 @@ std::vector<DeviceSample> CudaModel::SampleRows(const Tensor& logits, const std:
   sampling.all_greedy = std::all_of(rows.begin(), rows.end(), [](const SamplingRow& row) {
     return row.params.temperature == 0.0f;
   });
-  Tensor tokens = ws.Empty(DType::kI32, {r});
-  cuda::Sample(row_logits, sampling, tokens, ws, stream_);
   int32_t k = 0;
   for (const SamplingRow& row : rows) k = std::max(k, row.num_logprobs);
   Tensor ids, logprobs;
-  if (k > 0) {
+  if (k > 0) {  // of the raw logits (vLLM's default): before the adjustments change them
     ids = ws.Empty(DType::kI32, {r, k});
     logprobs = ws.Empty(DType::kF32, {r, k});
     cuda::TopKLogprobs(row_logits, k, ids, logprobs, ws, stream_);
   }
+  adjustments_->Apply(row_logits);  // penalties, min_tokens, logit_bias (eager, after any replay)
+  Tensor tokens = ws.Empty(DType::kI32, {r});
+  cuda::Sample(row_logits, sampling, tokens, ws, stream_);
   // Results land in the pinned staging area past the metadata (the step is over with it).
   std::vector<int32_t> host_tokens(r), host_ids(static_cast<size_t>(r) * k);
   std::vector<float> host_logprobs(static_cast<size_t>(r) * k);

@@ -34,6 +34,7 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/workspace.h"
 #include "parallel/communicator.h"
+#include "worker/cuda/logit_adjustments.h"
 #include "worker/cuda/stage_links.h"
 #include "worker/device_model.h"
 #include "worker/forward_context.h"
@@ -154,6 +155,7 @@ class CudaModel : public DeviceModel {
   size_t weight_bytes_ = 0;
 
   std::unique_ptr<Metadata> metadata_;
+  std::unique_ptr<LogitAdjustmentStage> adjustments_;  // the rows' penalties, min_tokens, logit_bias
   std::unique_ptr<cuda::Workspace> workspace_;
   std::shared_ptr<Buffer> kv_buffer_;
   std::vector<Tensor> k_cache_, v_cache_;
