@@ -97,6 +97,7 @@ std::optional<double> ParsePyFloat(std::string_view s) {
 }
 
 absl::StatusOr<Value> IntFilter(const Value& v, const Value& default_value, const Value& base) {
+  if (v.is_undefined()) return UndefinedError(v);  // Undefined.__int__ raises, uncaught
   if (v.is_int()) return v;
   if (v.is_bool()) return Value(v.as_integer());
   auto from_float = [&](double d) -> absl::StatusOr<Value> {
@@ -320,6 +321,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& interp, std::string_view name, co
   }
   if (name == "float") {
     JINJA_ASSIGN_OR_RETURN(std::vector<Value> a, bind({{"default", Value(0.0)}}));
+    if (v.is_undefined()) return UndefinedError(v);  // Undefined.__float__ raises
     if (v.is_number()) return Value(v.as_double());
     if (v.is_string()) {
       if (std::optional<double> d = ParsePyFloat(v.str())) return Value(*d);

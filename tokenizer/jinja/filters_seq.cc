@@ -251,10 +251,7 @@ std::optional<absl::StatusOr<Value>> ApplySequenceFilter(Interpreter& interp, st
         for (Value& item : items) {
           JINJA_ASSIGN_OR_RETURN(Value key, GetAttributePath(interp, item, a[1]));
           key = LowerIfString(key, a[0].Truthy());
-          if (key.is_list() && key.seq_kind() != SeqKind::kTuple) {
-            return absl::InvalidArgumentError(Cat("unhashable type: '", key.TypeName(), "'"));
-          }
-          if (key.is_dict()) return absl::InvalidArgumentError("unhashable type: 'dict'");
+          JINJA_RETURN_IF_ERROR(CheckHashable(key));
           if (std::any_of(seen.begin(), seen.end(),
                           [&](const Value& s) { return PyEquals(s, key); }))
             continue;

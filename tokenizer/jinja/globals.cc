@@ -53,6 +53,7 @@ absl::StatusOr<Dict> DictFromArgs(std::string_view what, CallArgs args) {
           return absl::InvalidArgumentError(
               "dictionary update sequence element has the wrong length");
         }
+        JINJA_RETURN_IF_ERROR(CheckHashable(kv[0]));
         d.Set(kv[0], kv[1]);
       }
     }

@@ -243,7 +243,9 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& stmt,
     }
     *items = std::move(kept);
   }
-  if (items->empty()) return Exec(stmt.else_body, std::make_shared<Scope>(scope), out);
+  // jinja2 runs the else block unless some iteration reached the end of the body: an
+  // empty loop, or one whose iterations all ended in break or continue.
+  bool completed_iteration = false;
   auto shared_items = std::make_shared<const std::vector<Value>>(*std::move(items));
   auto loop = std::make_shared<LoopObject>(shared_items);
   const Value loop_value = Value::MakeObject(loop);
@@ -255,6 +257,10 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& stmt,
         WithLine(Assign(*stmt.target, (*shared_items)[i], *iteration), stmt.line));
     JINJA_ASSIGN_OR_RETURN(Flow flow, Exec(stmt.body, iteration, out));
     if (flow == Flow::kBreak) break;
+    if (flow == Flow::kNormal) completed_iteration = true;
+  }
+  if (!completed_iteration && !stmt.else_body.empty()) {
+    return Exec(stmt.else_body, std::make_shared<Scope>(scope), out);
   }
   return Flow::kNormal;
 }
@@ -522,12 +528,7 @@ absl::StatusOr<Value> Interpreter::EvalUnlocated(const Expr& expr,
       for (size_t i = 0; i + 1 < expr.children.size(); i += 2) {
         JINJA_ASSIGN_OR_RETURN(Value k, Eval(*expr.children[i], scope));
         JINJA_ASSIGN_OR_RETURN(Value v, Eval(*expr.children[i + 1], scope));
-        if (k.is_list() && k.seq_kind() != SeqKind::kTuple) {
-          return absl::InvalidArgumentError(Cat("unhashable type: '", k.TypeName(), "'"));
-        }
-        if (k.is_dict() || k.is_undefined()) {
-          return absl::InvalidArgumentError(Cat("unhashable type: '", k.TypeName(), "'"));
-        }
+        JINJA_RETURN_IF_ERROR(CheckHashable(k));
         dict.Set(std::move(k), std::move(v));
       }
       return Value::MakeDict(std::move(dict));

@@ -202,7 +202,8 @@ std::string HtmlEscape(std::string_view s) {
 
 absl::StatusOr<Value> BinaryOp(std::string_view op, const Value& a, const Value& b) {
   if (a.is_undefined()) return UndefinedError(a);
-  if (b.is_undefined()) return UndefinedError(b);
+  // str % x formats before x is consulted, so an undefined x only fails if used.
+  if (b.is_undefined() && !(op == "%" && a.is_string())) return UndefinedError(b);
   if (a.is_number() && b.is_number()) return Arithmetic(op, a, b);
   if (op == "+") {
     if (a.is_string() && b.is_string()) {
@@ -284,6 +285,7 @@ absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
       }
       return false;
     case Value::Type::kDict:
+      JINJA_RETURN_IF_ERROR(CheckHashable(item));
       return container.dict().Find(item) != nullptr;
     default:
       return absl::InvalidArgumentError(
@@ -350,6 +352,7 @@ absl::StatusOr<std::string> PercentFormat(std::string_view format, const Value& 
       const size_t close = format.find(')', i);
       if (close == std::string_view::npos)
         return absl::InvalidArgumentError("incomplete format key");
+      if (args.is_undefined()) return UndefinedError(args);
       if (!args.is_dict()) return absl::InvalidArgumentError("format requires a mapping");
       const Value* v = args.dict().Find(format.substr(i + 1, close - i - 1));
       if (v == nullptr) {
@@ -383,7 +386,7 @@ absl::StatusOr<std::string> PercentFormat(std::string_view format, const Value& 
       }
       arg = positional[next++];
     }
-    if (arg.is_undefined() && conv != 's') return UndefinedError(arg);
+    if (arg.is_undefined() && conv != 's' && conv != 'r') return UndefinedError(arg);
     switch (conv) {
       case 's':
       case 'r': {
@@ -430,7 +433,10 @@ absl::StatusOr<std::string> PercentFormat(std::string_view format, const Value& 
             Cat("unsupported format character '", std::string(1, conv), "'"));
     }
   }
-  if (!used_mapping && !args.is_dict() && next < positional.size() && (is_tuple || next == 0)) {
+  // Python skips this check when the argument supports indexing (dicts, lists).
+  const bool mapping_like =
+      args.is_dict() || args.is_undefined() || (args.is_indexable_list() && !is_tuple);
+  if (!used_mapping && !mapping_like && next < positional.size() && (is_tuple || next == 0)) {
     return absl::InvalidArgumentError("not all arguments converted during string formatting");
   }
   return out;

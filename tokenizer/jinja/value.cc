@@ -248,6 +248,19 @@ absl::StatusOr<bool> PyLess(const Value& a, const Value& b) {
       Cat("'<' not supported between instances of '", a.TypeName(), "' and '", b.TypeName(), "'"));
 }
 
+absl::Status CheckHashable(const Value& v) {
+  if (v.is_dict() || (v.is_list() && v.seq_kind() != SeqKind::kTuple &&
+                      v.seq_kind() != SeqKind::kGenerator && v.seq_kind() != SeqKind::kRange)) {
+    return absl::InvalidArgumentError(Cat("unhashable type: '", v.TypeName(), "'"));
+  }
+  if (v.is_list() && v.seq_kind() == SeqKind::kTuple) {
+    for (const Value& item : v.list().items) {
+      if (absl::Status s = CheckHashable(item); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string PyFloatRepr(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";

@@ -178,6 +178,10 @@ bool PyEquals(const Value& a, const Value& b);
 // Python `<`; TypeError (as a status) for unorderable types.
 absl::StatusOr<bool> PyLess(const Value& a, const Value& b);
 
+// TypeError for values Python cannot hash (lists, dicts, dict views, tuples holding
+// them): they cannot be dict keys, set members or `in dict` operands.
+absl::Status CheckHashable(const Value& v);
+
 // Python str() and repr(). Fail for values whose Python text is an address
 // (generators, functions), which no template can depend on.
 absl::StatusOr<std::string> PyStr(const Value& v);
