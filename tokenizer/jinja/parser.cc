@@ -69,6 +69,69 @@ bool ExprMentions(const Expr* e, std::string_view name) {
   return ExprMentions(e->dyn_args.get(), name) || ExprMentions(e->dyn_kwargs.get(), name);
 }
 
+// jinja2 rejects unknown filter and test names when it compiles a template, except
+// inside if statements and conditional expressions, where it defers the error to the
+// moment the filter runs (so `{% if 'x' is filter %}{{ v|x }}{% endif %}` works). Bodies
+// of loops, macros, call/filter/set blocks start afresh, as jinja2's inner frames do.
+absl::Status CheckNames(const Expr* e, bool soft) {
+  if (e == nullptr) return absl::OkStatus();
+  if (e->kind == ExprKind::kCondExpr) soft = true;
+  if (!soft && e->kind == ExprKind::kFilter && !IsJinjaFilterName(e->name)) {
+    return TemplateError(e->line, Cat("unknown filter '", e->name, "'"));
+  }
+  if (!soft && e->kind == ExprKind::kTest && !IsJinjaTestName(e->name)) {
+    return TemplateError(e->line, Cat("unknown test '", e->name, "'"));
+  }
+  for (const ExprPtr& c : e->children) JINJA_RETURN_IF_ERROR(CheckNames(c.get(), soft));
+  for (const auto& [k, v] : e->kwargs) JINJA_RETURN_IF_ERROR(CheckNames(v.get(), soft));
+  JINJA_RETURN_IF_ERROR(CheckNames(e->dyn_args.get(), soft));
+  return CheckNames(e->dyn_kwargs.get(), soft);
+}
+
+absl::Status CheckNames(const Body& body, bool soft) {
+  for (const StmtPtr& s : body) {
+    switch (s->kind) {
+      case StmtKind::kIf:
+        for (const auto& [test, branch] : s->branches) {
+          JINJA_RETURN_IF_ERROR(CheckNames(test.get(), true));
+          JINJA_RETURN_IF_ERROR(CheckNames(branch, true));
+        }
+        JINJA_RETURN_IF_ERROR(CheckNames(s->else_body, true));
+        break;
+      case StmtKind::kFor:
+        JINJA_RETURN_IF_ERROR(CheckNames(s->expr.get(), soft));
+        JINJA_RETURN_IF_ERROR(CheckNames(s->cond.get(), false));
+        JINJA_RETURN_IF_ERROR(CheckNames(s->body, false));
+        JINJA_RETURN_IF_ERROR(CheckNames(s->else_body, false));
+        break;
+      case StmtKind::kMacro:
+      case StmtKind::kCallBlock:
+        for (const ExprPtr& d : s->defaults) JINJA_RETURN_IF_ERROR(CheckNames(d.get(), false));
+        if (s->kind == StmtKind::kCallBlock) JINJA_RETURN_IF_ERROR(CheckNames(s->expr.get(), soft));
+        JINJA_RETURN_IF_ERROR(CheckNames(s->body, false));
+        break;
+      case StmtKind::kFilterBlock:
+      case StmtKind::kSetBlock:
+        JINJA_RETURN_IF_ERROR(CheckNames(s->expr.get(), false));
+        JINJA_RETURN_IF_ERROR(CheckNames(s->body, false));
+        break;
+      case StmtKind::kWith:
+        for (const auto& [target, value] : s->assignments) {
+          JINJA_RETURN_IF_ERROR(CheckNames(value.get(), soft));
+        }
+        JINJA_RETURN_IF_ERROR(CheckNames(s->body, false));
+        break;
+      case StmtKind::kScope:
+        JINJA_RETURN_IF_ERROR(CheckNames(s->body, false));
+        break;
+      default:
+        JINJA_RETURN_IF_ERROR(CheckNames(s->expr.get(), soft));
+        break;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 namespace parser_internal {
@@ -92,6 +155,7 @@ absl::StatusOr<Body> Parser::ParseTemplate() {
   if (cur().type != TokenType::kEof) {
     return Error(Cat("unexpected tag '", cur().text, "'"));
   }
+  JINJA_RETURN_IF_ERROR(CheckNames(body, /*soft=*/false));
   return body;
 }
 

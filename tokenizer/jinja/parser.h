@@ -2,7 +2,8 @@
 // and operator precedence (jinja2/parser.py is the reference). Constructs jinja2 knows
 // but we do not run (include, import, extends, block, recursive loops, ...) fail here,
 // naming the construct and its line; filters and tests that jinja2 does not know fail
-// here too, as they fail jinja2's compile step.
+// here too, as they fail jinja2's compile step (except inside if statements and
+// conditional expressions, where jinja2 defers that error to when they run).
 #ifndef LATTICE_TOKENIZER_JINJA_PARSER_H_
 #define LATTICE_TOKENIZER_JINJA_PARSER_H_
 

@@ -423,9 +423,6 @@ absl::StatusOr<ExprPtr> Parser::ParseFilter(ExprPtr node, bool start_inline) {
       JINJA_ASSIGN_OR_RETURN(std::string part, ExpectName());
       Append(&name, ".", part);
     }
-    if (!IsJinjaFilterName(name)) {
-      return TemplateError(line, Cat("unknown filter '", name, "'"));
-    }
     auto e = MakeExpr(ExprKind::kFilter, line);
     e->name = std::move(name);
     e->children.push_back(std::move(node));
@@ -444,7 +441,6 @@ absl::StatusOr<ExprPtr> Parser::ParseTest(ExprPtr node) {
     JINJA_ASSIGN_OR_RETURN(std::string part, ExpectName());
     Append(&name, ".", part);
   }
-  if (!IsJinjaTestName(name)) return TemplateError(line, Cat("unknown test '", name, "'"));
   auto e = MakeExpr(ExprKind::kTest, line);
   e->name = std::move(name);
   e->children.push_back(std::move(node));

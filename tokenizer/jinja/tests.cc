@@ -2,6 +2,7 @@
 // them on Python values.
 #include "tokenizer/jinja/builtins.h"
 #include "tokenizer/jinja/cat.h"
+#include "tokenizer/jinja/parser.h"
 #include "tokenizer/jinja/pystr.h"
 #include "tokenizer/jinja/status_macros.h"
 
@@ -101,7 +102,10 @@ absl::StatusOr<bool> ApplyTest(Interpreter&, std::string_view name, const Value&
     return CompareOp(op, v, other);
   }
   if (name == "filter" || name == "test") {
-    return absl::InvalidArgumentError(Cat("unsupported test '", name, "'"));
+    // `'tojson' is filter`: whether jinja2 (as transformers sets it up) has that name.
+    JINJA_RETURN_IF_ERROR(no_args());
+    if (!v.is_string()) return false;
+    return name == "filter" ? IsJinjaFilterName(v.str()) : IsJinjaTestName(v.str());
   }
   return absl::InvalidArgumentError(Cat("unknown test '", name, "'"));
 }
