@@ -78,7 +78,7 @@ std::vector<int> RandomCaseIndexes() {
 
 class RandomCase : public ::testing::TestWithParam<int> {};
 
-TEST(RandomCases, FixtureIsPresent) { EXPECT_GE(RandomCaseIndexes().size(), 400u); }
+TEST(RandomCases, FixtureIsPresent) { EXPECT_GE(RandomCaseIndexes().size(), 600u); }
 
 TEST_P(RandomCase, MatchesJinja2) {
   const Json& c = RandomFixture()["cases"][GetParam()];
