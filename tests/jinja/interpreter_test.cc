@@ -112,6 +112,25 @@ TEST(Errors, RunawayRecursionFailsCleanly) {
             std::string::npos);
 }
 
+TEST(Errors, HostileNestingFailsInsteadOfOverflowingTheStack) {
+  EXPECT_NE(ErrorOf("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}")
+                .find("nested too deeply"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(3000, '-') + "1").find("rendered"), std::string::npos);  // text
+  EXPECT_NE(ErrorOf("{{ " + std::string(1000, '-') + "1 }}").find("nested too deeply"),
+            std::string::npos);
+  std::string blocks;
+  for (int i = 0; i < 1000; ++i) blocks += "{% if true %}";
+  EXPECT_NE(ErrorOf(blocks).find("nested too deeply"), std::string::npos);
+  // Values built by the template or passed in as JSON.
+  EXPECT_NE(ErrorOf("{% set ns = namespace(x=1) %}{% for i in range(2000) %}{% set ns.x = [ns.x] %}"
+                    "{% endfor %}{{ ns.x }}")
+                .find("nested deeper than"),
+            std::string::npos);
+  const Json deep = Json::parse(std::string(2000, '[') + std::string(2000, ']'));
+  EXPECT_NE(ErrorOf("{{ x }}", Json{{"x", deep}}).find("nested deeper than"), std::string::npos);
+}
+
 TEST(Render, ContextMustBeAnObject) {
   absl::StatusOr<Template> t = Template::Parse("x");
   ASSERT_TRUE(t.ok());
@@ -197,7 +216,7 @@ TEST(Values, StringReprIsPythons) {
 TEST(Values, JsonFromAndToPython) {
   const Json json = Json::parse(
       R"({"b": [1, 2.5, -0.0, 1e300, "é\u2028", null, true], "a": {}, "u": 18446744073709551615})");
-  const Value v = Value::FromJson(json);
+  const Value v = *Value::FromJson(json);
   JsonDumpOptions options;
   absl::StatusOr<std::string> out = JsonDumps(v, options);
   ASSERT_TRUE(out.ok()) << out.status();

@@ -20,6 +20,10 @@ class Dumper {
 
   absl::Status Dump(const Value& v, int depth, std::string* out) {
     using T = Value::Type;
+    if (depth > kMaxNesting) {
+      return absl::InvalidArgumentError(
+          Cat("values nested deeper than ", kMaxNesting, " levels are unsupported"));
+    }
     switch (v.type()) {
       case T::kNone:
         out->append("null");

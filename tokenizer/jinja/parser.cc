@@ -254,6 +254,8 @@ absl::StatusOr<Body> Parser::ParseStatements(Names end_tags, bool drop_needle) {
 }
 
 absl::StatusOr<StmtPtr> Parser::ParseStatement() {
+  DepthGuard guard(this);
+  if (guard.too_deep()) return TooDeep();
   if (cur().type != TokenType::kName) return Error("tag name expected");
   const std::string tag = cur().text;
   const int line = cur().line;

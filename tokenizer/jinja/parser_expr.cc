@@ -51,6 +51,8 @@ absl::StatusOr<ExprPtr> Parser::ParseTuple(bool simplified, bool with_condexpr, 
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseExpression(bool with_condexpr) {
+  DepthGuard guard(this);
+  if (guard.too_deep()) return TooDeep();
   if (!with_condexpr) return ParseOr();
   const int line = cur().line;
   JINJA_ASSIGN_OR_RETURN(ExprPtr expr, ParseOr());
@@ -99,6 +101,8 @@ absl::StatusOr<ExprPtr> Parser::ParseAnd() {
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseNot() {
+  DepthGuard guard(this);
+  if (guard.too_deep()) return TooDeep();
   if (IsName("not")) {
     auto e = MakeExpr(ExprKind::kNot, cur().line);
     Next();
@@ -189,6 +193,8 @@ absl::StatusOr<ExprPtr> Parser::ParsePow() {
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseUnary(bool with_filter) {
+  DepthGuard guard(this);
+  if (guard.too_deep()) return TooDeep();
   ExprPtr node;
   if (IsOp("-") || IsOp("+")) {
     auto e = MakeExpr(IsOp("-") ? ExprKind::kNeg : ExprKind::kPos, cur().line);

@@ -96,8 +96,22 @@ class Parser {
   absl::StatusOr<ExprPtr> ParseFilter(ExprPtr node, bool start_inline);
   absl::StatusOr<ExprPtr> ParseTest(ExprPtr node);
 
+  // Bounds recursion on hostile input (jinja2 hits Python's recursion limit earlier).
+  class DepthGuard {
+   public:
+    explicit DepthGuard(Parser* p) : p_(p) { ++p_->depth_; }
+    ~DepthGuard() { --p_->depth_; }
+    bool too_deep() const { return p_->depth_ > kMaxDepth; }
+
+   private:
+    Parser* p_;
+  };
+  static constexpr int kMaxDepth = 256;
+  absl::Status TooDeep() const { return Error("template nested too deeply"); }
+
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int depth_ = 0;
   int loop_depth_ = 0;  // enclosing for loops (break/continue are allowed inside one)
 };
 

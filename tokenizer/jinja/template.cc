@@ -25,7 +25,10 @@ absl::StatusOr<std::string> Template::Render(const nlohmann::ordered_json& conte
   AddGlobals(*globals);
   // The render's variables shadow the globals, as jinja2's context does.
   auto vars = std::make_shared<Scope>(globals);
-  for (const auto& [key, value] : context.items()) vars->Set(key, Value::FromJson(value));
+  for (const auto& [key, value] : context.items()) {
+    JINJA_ASSIGN_OR_RETURN(Value v, Value::FromJson(value));
+    vars->Set(key, std::move(v));
+  }
   Interpreter interp(env, vars);
   std::string out;
   JINJA_RETURN_IF_ERROR(interp.Render(*body_, &out));

@@ -55,10 +55,28 @@ Value Value::MakeList(List list) { return Value(Data(std::make_shared<List>(std:
 
 Value Value::MakeDict(Dict dict) { return Value(Data(std::make_shared<Dict>(std::move(dict)))); }
 
-Value Value::FromJson(const nlohmann::ordered_json& json) {
+namespace {
+
+// Counts nesting on this thread across the mutually recursive printers and comparisons.
+thread_local int nesting = 0;
+
+class NestingGuard {
+ public:
+  NestingGuard() { ++nesting; }
+  ~NestingGuard() { --nesting; }
+  bool too_deep() const { return nesting > kMaxNesting; }
+};
+
+absl::Status TooDeep() {
+  return absl::InvalidArgumentError(
+      Cat("values nested deeper than ", kMaxNesting, " levels are unsupported"));
+}
+
+absl::StatusOr<Value> FromJsonAt(const nlohmann::ordered_json& json, int depth) {
+  if (depth > kMaxNesting) return TooDeep();
   switch (json.type()) {
     case nlohmann::ordered_json::value_t::null:
-      return None();
+      return Value::None();
     case nlohmann::ordered_json::value_t::boolean:
       return Value(json.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
@@ -75,19 +93,33 @@ Value Value::FromJson(const nlohmann::ordered_json& json) {
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(json.size());
-      for (const auto& item : json) items.push_back(FromJson(item));
-      return MakeList(std::move(items));
+      for (const auto& item : json) {
+        absl::StatusOr<Value> v = FromJsonAt(item, depth + 1);
+        if (!v.ok()) return v.status();
+        items.push_back(*std::move(v));
+      }
+      return Value::MakeList(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Dict dict;
       dict.entries.reserve(json.size());
       // JSON object keys are unique, so no need for Set's duplicate check.
-      for (const auto& [k, v] : json.items()) dict.entries.emplace_back(Value(k), FromJson(v));
-      return MakeDict(std::move(dict));
+      for (const auto& [k, item] : json.items()) {
+        absl::StatusOr<Value> v = FromJsonAt(item, depth + 1);
+        if (!v.ok()) return v.status();
+        dict.entries.emplace_back(Value(k), *std::move(v));
+      }
+      return Value::MakeDict(std::move(dict));
     }
     default:
-      return Undefined("unsupported JSON value");
+      return absl::InvalidArgumentError("unsupported JSON value (binary)");
   }
+}
+
+}  // namespace
+
+absl::StatusOr<Value> Value::FromJson(const nlohmann::ordered_json& json) {
+  return FromJsonAt(json, 0);
 }
 
 bool Value::is_indexable_list() const {
@@ -190,6 +222,8 @@ bool SameSeqFamily(SeqKind a, SeqKind b) {
 
 bool PyEquals(const Value& a, const Value& b) {
   using T = Value::Type;
+  NestingGuard guard;
+  if (guard.too_deep()) return false;
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.as_integer() == b.as_integer();
@@ -229,6 +263,8 @@ bool PyEquals(const Value& a, const Value& b) {
 }
 
 absl::StatusOr<bool> PyLess(const Value& a, const Value& b) {
+  NestingGuard guard;
+  if (guard.too_deep()) return TooDeep();
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
     return a.as_integer() < b.as_integer();
@@ -387,6 +423,8 @@ absl::Status AppendSeqRepr(const List& list, std::string* out) {
 
 absl::Status AppendPyRepr(const Value& v, std::string* out) {
   using T = Value::Type;
+  NestingGuard guard;
+  if (guard.too_deep()) return TooDeep();
   switch (v.type()) {
     case T::kString:
       if (v.is_markup()) {

@@ -23,6 +23,11 @@ namespace lattice::jinja {
 class Value;
 class Interpreter;
 
+// How deep values may nest for conversion, printing and comparison. Python raises
+// RecursionError near 1000 levels; we fail (or, for ==, compare unequal) past this so
+// that hostile input cannot overflow the stack.
+inline constexpr int kMaxNesting = 512;
+
 // What kind of Python sequence a list stands for. Python prints each differently and
 // some (generators) have no len() and cannot be indexed; keeping the kind lets us fail
 // where jinja2 fails instead of silently succeeding.
@@ -114,7 +119,8 @@ class Value {
     return Value(Data(std::move(fn)));
   }
   static Value MakeObject(std::shared_ptr<Object> obj) { return Value(Data(std::move(obj))); }
-  static Value FromJson(const nlohmann::ordered_json& json);
+  // Fails for JSON nested deeper than kMaxNesting.
+  static absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& json);
 
   Type type() const { return static_cast<Type>(data_.index()); }
   bool is_undefined() const { return type() == Type::kUndefined; }
