@@ -4,6 +4,7 @@
 #include "tokenizer/jinja/builtins.h"
 #include "tokenizer/jinja/cat.h"
 #include "tokenizer/jinja/errors.h"
+#include "tokenizer/jinja/loop.h"
 #include "tokenizer/jinja/pystr.h"
 #include "tokenizer/jinja/status_macros.h"
 
@@ -27,87 +28,6 @@ class Macro : public Function {
   const Stmt* def_;
   std::shared_ptr<Scope> closure_;
   bool is_caller_;
-};
-
-// The `loop` variable. One object per loop, advanced each iteration.
-class LoopObject : public Object {
- public:
-  explicit LoopObject(std::shared_ptr<const std::vector<Value>> items) : items_(std::move(items)) {}
-  void set_index0(int64_t i) { index0_ = i; }
-
-  std::string_view type_name() const override { return "LoopContext"; }
-  absl::StatusOr<std::string> Repr() const override {
-    return Cat("<LoopContext ", index0_ + 1, "/", length(), ">");
-  }
-
-  Value GetAttr(std::string_view name) const override {
-    const int64_t n = length();
-    if (name == "index") return Value(index0_ + 1);
-    if (name == "index0") return Value(index0_);
-    if (name == "revindex") return Value(n - index0_);
-    if (name == "revindex0") return Value(n - index0_ - 1);
-    if (name == "first") return Value(index0_ == 0);
-    if (name == "last") return Value(index0_ == n - 1);
-    if (name == "length") return Value(n);
-    if (name == "depth") return Value(1);
-    if (name == "depth0") return Value(0);
-    if (name == "previtem") {
-      if (index0_ == 0) return Value::Undefined("there is no previous item");
-      return (*items_)[index0_ - 1];
-    }
-    if (name == "nextitem") {
-      if (index0_ + 1 >= n) return Value::Undefined("there is no next item");
-      return (*items_)[index0_ + 1];
-    }
-    if (name == "cycle") return Value::MakeFunction(std::make_shared<Cycle>(index0_));
-    if (name == "changed") return Value::MakeFunction(std::make_shared<Changed>(changed_state_));
-    return Object::GetAttr(name);
-  }
-
- private:
-  int64_t length() const { return static_cast<int64_t>(items_->size()); }
-
-  class Cycle : public Function {
-   public:
-    explicit Cycle(int64_t index0) : index0_(index0) {}
-    std::string name() const override { return "loop.cycle"; }
-    absl::StatusOr<Value> Call(Interpreter&, CallArgs args) const override {
-      if (!args.kwargs.empty())
-        return absl::InvalidArgumentError("loop.cycle takes no keyword arguments");
-      if (args.args.empty()) return absl::InvalidArgumentError("no items for cycling given");
-      return args.args[index0_ % static_cast<int64_t>(args.args.size())];
-    }
-
-   private:
-    int64_t index0_;
-  };
-
-  struct ChangedState {
-    bool seen = false;
-    std::vector<Value> last;
-  };
-
-  class Changed : public Function {
-   public:
-    explicit Changed(std::shared_ptr<ChangedState> state) : state_(std::move(state)) {}
-    std::string name() const override { return "loop.changed"; }
-    absl::StatusOr<Value> Call(Interpreter&, CallArgs args) const override {
-      bool same = state_->seen && state_->last.size() == args.args.size();
-      for (size_t i = 0; same && i < args.args.size(); ++i) {
-        same = PyEquals(state_->last[i], args.args[i]);
-      }
-      state_->seen = true;
-      state_->last = std::move(args.args);
-      return Value(!same);
-    }
-
-   private:
-    std::shared_ptr<ChangedState> state_;
-  };
-
-  std::shared_ptr<const std::vector<Value>> items_;
-  int64_t index0_ = 0;
-  std::shared_ptr<ChangedState> changed_state_ = std::make_shared<ChangedState>();
 };
 
 absl::Status UnpackError(size_t expected, size_t got) {
