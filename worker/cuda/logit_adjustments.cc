@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/ops.h"
@@ -50,6 +51,11 @@ void LogitAdjustmentStage::Apply(const Tensor& logits) {
   if (num_entries_ == 0) return;
   LATTICE_CHECK(logits.ndim() == 2 && logits.dim(0) == num_rows_);
   const size_t penalty_words = (3 * static_cast<size_t>(num_rows_) + 3) / 4 * 4;
+  // As cpu::ApplyLogitAdjustments: a token outside the row is a broken invariant, not a stray write.
+  for (int64_t i = 0; i < num_entries_; ++i) {
+    const int32_t token = host_[penalty_words + i * cuda::kLogitAdjustmentWords];
+    LATTICE_CHECK(token >= 0 && token < logits.dim(1));
+  }
   const Tensor penalties = Tensor::FromBuffer(device_, 0, DType::kF32, {num_rows_, 3});
   const Tensor entries =
       Tensor::FromBuffer(device_, penalty_words * 4, DType::kI32, {num_entries_, cuda::kLogitAdjustmentWords});
