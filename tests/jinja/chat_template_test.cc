@@ -20,28 +20,26 @@ using testing::ReadJsonFixture;
 using testing::SourcePath;
 using Json = nlohmann::ordered_json;
 
-std::vector<Json> LoadCases() {
-  Json fixture = ReadJsonFixture("tests/fixtures/jinja/chat_cases.json");
-  if (!fixture.is_object()) return {};
-  std::vector<Json> cases = fixture["cases"].get<std::vector<Json>>();
-  for (Json& c : cases) c["model_files"] = fixture["models"][c["model"].get<std::string>()];
-  return cases;
+const Json& ChatFixture() {
+  static const Json* fixture = new Json(ReadJsonFixture("tests/fixtures/jinja/chat_cases.json"));
+  return *fixture;
 }
 
-class ChatCase : public ::testing::TestWithParam<Json> {};
+const Json& ChatCases() {
+  static const Json empty = Json::array();
+  return ChatFixture().is_object() ? ChatFixture()["cases"] : empty;
+}
 
-TEST(ChatCases, FixtureIsPresent) { EXPECT_GT(LoadCases().size(), 100u); }
-
-TEST_P(ChatCase, MatchesTransformers) {
-  const Json& c = GetParam();
-  const Json& files = c["model_files"];
+void ExpectAsTransformers(const Json& c) {
+  const Json& files = ChatFixture()["models"][c["model"].get<std::string>()];
   const std::filesystem::path dir = SourcePath(files["dir"].get<std::string>());
   ASSERT_TRUE(std::filesystem::exists(dir))
       << dir << " is missing: the npm oracle packages are installed by `npm ci` in tests/oracles "
       << "(scripts/test.sh does it)";
   std::optional<std::filesystem::path> override_file;
-  if (files["override"].is_string())
+  if (files["override"].is_string()) {
     override_file = SourcePath(files["override"].get<std::string>());
+  }
   absl::StatusOr<ChatTemplate> chat = LoadChatTemplate(dir, override_file);
   ASSERT_TRUE(chat.ok()) << chat.status();
 
@@ -63,9 +61,26 @@ TEST_P(ChatCase, MatchesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Transformers, ChatCase, ::testing::ValuesIn(LoadCases()),
-                         [](const ::testing::TestParamInfo<Json>& info) {
-                           return testing::TestName(info.param["name"].get<std::string>());
+// One test per model; a failure names its conversation.
+class ChatCase : public ::testing::TestWithParam<std::string> {};
+
+TEST(ChatCases, FixtureIsPresent) { EXPECT_GT(ChatCases().size(), 100u); }
+
+TEST_P(ChatCase, MatchesTransformers) {
+  int count = 0;
+  for (const Json& c : ChatCases()) {
+    if (!testing::InGroup(c, GetParam())) continue;
+    SCOPED_TRACE("case " + c["name"].get<std::string>());
+    ExpectAsTransformers(c);
+    ++count;
+  }
+  EXPECT_GT(count, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transformers, ChatCase,
+                         ::testing::ValuesIn(testing::CaseGroups(ChatCases())),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return testing::TestName(info.param);
                          });
 
 // A scratch model directory.

@@ -3,10 +3,12 @@
 #ifndef LATTICE_TESTS_JINJA_FIXTURE_UTIL_H_
 #define LATTICE_TESTS_JINJA_FIXTURE_UTIL_H_
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -32,6 +34,24 @@ inline nlohmann::ordered_json ReadJsonFixture(const std::string& relative) {
   std::stringstream text;
   text << in.rdbuf();
   return nlohmann::ordered_json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+// The fixture cases grouped by the part of their name before the first '/' (the feature
+// or model), in first-seen order: one test per group keeps ctest's process count low
+// while a failure still names its case.
+inline std::vector<std::string> CaseGroups(const nlohmann::ordered_json& cases) {
+  std::vector<std::string> groups;
+  for (const auto& c : cases) {
+    const std::string name = c["name"].get<std::string>();
+    const std::string group = name.substr(0, name.find('/'));
+    if (std::find(groups.begin(), groups.end(), group) == groups.end()) groups.push_back(group);
+  }
+  return groups;
+}
+
+inline bool InGroup(const nlohmann::ordered_json& c, const std::string& group) {
+  const std::string name = c["name"].get<std::string>();
+  return name.substr(0, name.find('/')) == group;
 }
 
 // gtest parameter names allow only [A-Za-z0-9_].
