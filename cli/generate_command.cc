@@ -78,8 +78,8 @@ class DoneQueue {
 // OnDone handed the call to the DoneQueue (whose mutex orders the two).
 class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
-  GenerateCall(size_t index, v1::GenerateRequest request, bool stream, DoneQueue* done)
-      : index_(index), request_(std::move(request)), stream_(stream), done_(done) {}
+  GenerateCall(size_t index, v1::GenerateRequest request, bool stream, bool stream_text, DoneQueue* done)
+      : index_(index), request_(std::move(request)), stream_(stream), stream_text_(stream_text), done_(done) {}
 
   // Main thread, once.
   void Start(v1::Lattice::Stub& stub, gpr_timespec deadline) {
@@ -94,6 +94,13 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream has ended; OnDone brings its status
+    if (response_.prompt_ids_size() > 0) prompt_ids_.assign(response_.prompt_ids().begin(), response_.prompt_ids().end());
+    text_ += response_.text();
+    if (!response_.stop_string().empty()) stop_string_ = response_.stop_string();
+    if (stream_text_) {
+      std::fwrite(response_.text().data(), 1, response_.text().size(), stdout);
+      std::fflush(stdout);
+    }
     output_ids_.insert(output_ids_.end(), response_.token_ids().begin(),
                        response_.token_ids().end());
     for (const v1::TopLogprobs& top : response_.logprobs()) {
@@ -105,7 +112,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     if (response_.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
       finish_reason_ = FinishReasonFromProto(response_.finish_reason());
     }
-    if (stream_ && response_.token_ids_size() > 0) {
+    if (stream_ && !stream_text_ && response_.token_ids_size() > 0) {
       std::fprintf(stderr, "lattice generate: [%zu] +%s\n", index_,
                    absl::StrJoin(response_.token_ids(), ",").c_str());
     }
@@ -126,26 +133,34 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
   // The rest: main thread, after the call came out of the DoneQueue.
   const absl::Status& status() const { return status_; }
 
-  nlohmann::json ToJson() const {
-    return ResultToJson(PromptIds(), output_ids_, logprobs_, finish_reason_);
+  // What `lattice run --json` prints for the same prompt (with "text" when the server
+  // has a tokenizer).
+  nlohmann::json ToJson(bool with_text) const {
+    nlohmann::json j = ResultToJson(PromptIds(), output_ids_, logprobs_, finish_reason_);
+    if (with_text) AddTextToJson(text_, stop_string_, j);
+    return j;
   }
 
-  // The same line as `lattice run` without --json.
-  std::string ToText() const {
-    return absl::StrCat("prompt ", nlohmann::json(PromptIds()).dump(), " -> ",
-                        nlohmann::json(output_ids_).dump(), " (",
-                        std::string(FinishReasonName(finish_reason_)), ")");
+  // The same as `lattice run` without --json.
+  std::string ToText(bool with_text) const {
+    return ResultToText(request_, PromptIds(), output_ids_, finish_reason_, with_text ? &text_ : nullptr);
   }
+  const std::string& text() const { return text_; }
 
  private:
   std::vector<int32_t> PromptIds() const {
+    if (!prompt_ids_.empty()) return prompt_ids_;
     return std::vector<int32_t>(request_.prompt_ids().begin(), request_.prompt_ids().end());
   }
 
   const size_t index_;
   const v1::GenerateRequest request_;
   const bool stream_;
+  const bool stream_text_;
   DoneQueue* const done_;
+  std::vector<int32_t> prompt_ids_;  // from the server, for text prompts
+  std::string text_;
+  std::string stop_string_;
   grpc::ClientContext context_;
   v1::GenerateResponse response_;
   std::vector<int32_t> output_ids_;
@@ -161,16 +176,11 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> BuildRequests(const GenerateCom
     if (!ids.ok()) return ids.status();
     stop_token_ids = *std::move(ids);
   }
-  std::vector<v1::GenerateRequest> requests;
-  for (const std::string& text : o.prompt_ids) {
-    v1::GenerateRequest request;
-    // An empty list is sent as an empty prompt: rejecting it is the server's job, and tests
-    // of that rejection go through this client.
-    if (!text.empty()) {
-      absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--prompt-ids");
-      if (!ids.ok()) return ids.status();
-      request.mutable_prompt_ids()->Add(ids->begin(), ids->end());
-    }
+  // Empty prompts are sent as they are: rejecting them is the server's job, and tests of
+  // that rejection go through this client.
+  absl::StatusOr<std::vector<v1::GenerateRequest>> requests = BuildPromptRequests(o.text);
+  if (!requests.ok()) return requests.status();
+  for (v1::GenerateRequest& request : *requests) {
     request.set_max_tokens(o.max_tokens);
     v1::SamplingParams& sampling = *request.mutable_sampling();
     sampling.set_temperature(o.temperature);
@@ -183,7 +193,6 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> BuildRequests(const GenerateCom
     request.set_logprobs(o.logprobs);
     request.set_ignore_eos(o.ignore_eos);
     request.mutable_stop_token_ids()->Add(stop_token_ids.begin(), stop_token_ids.end());
-    requests.push_back(std::move(request));
   }
   return requests;
 }
@@ -192,9 +201,7 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> BuildRequests(const GenerateCom
 
 void AddGenerateCommandFlags(CLI::App& app, GenerateCommandOptions& o) {
   app.add_option("--server", o.server, "Lattice server address, HOST:PORT")->required();
-  app.add_option("--prompt-ids", o.prompt_ids,
-                 "Comma-separated prompt token ids; repeat for more prompts")
-      ->required();
+  AddTextFlags(app, o.text);
   // No range checks on the request fields: the server validates them and names the field.
   app.add_option("--max-tokens", o.max_tokens, "Tokens to generate per prompt");
   app.add_option("--temperature", o.temperature, "Sampling temperature (0: greedy)");
@@ -209,7 +216,8 @@ void AddGenerateCommandFlags(CLI::App& app, GenerateCommandOptions& o) {
   app.add_option("--stop-token-ids", o.stop_token_ids,
                  "Comma-separated extra token ids that end generation");
   app.add_flag("--json", o.json, "One JSON object per prompt, one per line, in input order");
-  app.add_flag("--stream", o.stream, "Echo each streamed chunk of tokens to stderr");
+  app.add_flag("--stream", o.stream,
+               "One text prompt: print its text as it streams; otherwise echo each chunk of ids to stderr");
   app.add_option("--timeout", o.timeout_s,
                  "Seconds each request may take, reaching the server included (0: no limit)")
       ->check(CLI::NonNegativeNumber);
@@ -237,10 +245,24 @@ int GenerateCommand(const GenerateCommandOptions& o) {
   }
 
   v1::Lattice::Stub stub(channel);
+  // Text is printed when the server has a tokenizer (ids-only servers print ids).
+  v1::ModelInfo info;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    if (grpc::Status status = stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info); !status.ok()) {
+      return Fail(absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message()));
+    }
+  }
+  const bool with_text = info.has_tokenizer();
+  const bool stream_text = o.stream && with_text && !o.json && requests->size() == 1;
+  if (stream_text && !(*requests)[0].prompt().empty()) {
+    std::fwrite((*requests)[0].prompt().data(), 1, (*requests)[0].prompt().size(), stdout);
+  }
   DoneQueue done;
   std::vector<std::unique_ptr<GenerateCall>> calls;
   for (size_t i = 0; i < requests->size(); ++i) {
-    calls.push_back(std::make_unique<GenerateCall>(i, std::move((*requests)[i]), o.stream, &done));
+    calls.push_back(std::make_unique<GenerateCall>(i, std::move((*requests)[i]), o.stream, stream_text, &done));
   }
   for (const std::unique_ptr<GenerateCall>& call : calls) call->Start(stub, deadline);
 
@@ -254,14 +276,21 @@ int GenerateCommand(const GenerateCommandOptions& o) {
       if (reported.emplace(call.status().code(), std::string(call.status().message())).second) {
         Fail(call.status());
       }
-    } else if (!o.json) {
-      std::cout << call.ToText() << std::endl;
+    } else if (stream_text) {
+      std::cout << std::endl;
+    } else if (!o.json && !with_text) {
+      std::cout << call.ToText(false) << std::endl;
     }
   }
-  // JSON lines are all or nothing, in input order: a consumer pairs line i with prompt i.
-  if (code == 0 && o.json) {
-    for (const std::unique_ptr<GenerateCall>& call : calls)
-      std::cout << call->ToJson().dump() << "\n";
+  // Text and JSON lines come in input order: a reader pairs result i with prompt i.
+  if (code == 0 && !stream_text && (o.json || with_text)) {
+    for (const std::unique_ptr<GenerateCall>& call : calls) {
+      if (o.json) {
+        std::cout << call->ToJson(with_text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      } else {
+        std::cout << call->ToText(true) << "\n";
+      }
+    }
     std::cout.flush();
   }
   return code;

@@ -11,12 +11,13 @@
 #include <vector>
 
 #include "cli/sampling_flags.h"
+#include "cli/text_flags.h"
 
 namespace lattice {
 
 struct GenerateCommandOptions {
-  std::string server;                   // HOST:PORT
-  std::vector<std::string> prompt_ids;  // one comma-separated list per prompt
+  std::string server;  // HOST:PORT
+  TextFlags text;      // prompts (ids, text, chats) and stop strings
   int max_tokens = 16;
   float temperature = 0.0f;
   std::optional<float> top_p;  // unset: the request leaves it unset (off)
@@ -28,7 +29,7 @@ struct GenerateCommandOptions {
   bool ignore_eos = false;
   std::string stop_token_ids;  // comma-separated; empty: none
   bool json = false;
-  bool stream = false;  // echo each streamed chunk to stderr
+  bool stream = false;  // ids: echo each chunk to stderr; text (one prompt): print it as it comes
   // Deadline of every RPC, counted from the start of the command: reaching the server and
   // generating must both fit in it. 0: no deadline.
   double timeout_s = 60.0;

@@ -1,6 +1,7 @@
 // The `lattice` binary: one command with subcommands: run (offline), serve (a local
 // cluster), coordinator and worker (separately launched parts), generate (client), bench
-// (benchmarks: `bench serve` loads a running server).
+// (benchmarks: `bench serve` loads a running server), and the text tools tokenize,
+// detokenize and chat-template.
 #include <CLI/CLI.hpp>
 #include <string_view>
 
@@ -9,6 +10,7 @@
 #include "cli/generate_command.h"
 #include "cli/run_command.h"
 #include "cli/serve_command.h"
+#include "cli/text_commands.h"
 #include "cli/worker_command.h"
 
 int main(int argc, char** argv) {
@@ -30,6 +32,16 @@ int main(int argc, char** argv) {
   CLI::App* coordinator =
       app.add_subcommand("coordinator", "Serve a model's coordinator; workers join with `lattice worker`");
   lattice::AddServeFlags(*coordinator, coordinator_options);
+  lattice::TokenizeCommandOptions tokenize_options;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Encode text with a model's tokenizer (JSON lines in and out)");
+  lattice::AddTokenizeCommandFlags(*tokenize, tokenize_options);
+  lattice::DetokenizeCommandOptions detokenize_options;
+  CLI::App* detokenize = app.add_subcommand("detokenize", "Decode token ids with a model's tokenizer");
+  lattice::AddDetokenizeCommandFlags(*detokenize, detokenize_options);
+  lattice::ChatTemplateCommandOptions chat_template_options;
+  CLI::App* chat_template =
+      app.add_subcommand("chat-template", "Render messages with a model's chat template and print the prompt");
+  lattice::AddChatTemplateCommandFlags(*chat_template, chat_template_options);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   lattice::BenchServeOptions bench_serve_options;
@@ -52,6 +64,9 @@ int main(int argc, char** argv) {
   if (run->parsed()) return lattice::RunCommand(run_options, std::vector<std::string>(argv, argv + argc));
   if (generate->parsed()) return lattice::GenerateCommand(generate_options);
   if (worker->parsed()) return lattice::WorkerCommand(worker_options);
+  if (tokenize->parsed()) return lattice::TokenizeCommand(tokenize_options);
+  if (detokenize->parsed()) return lattice::DetokenizeCommand(detokenize_options);
+  if (chat_template->parsed()) return lattice::ChatTemplateCommand(chat_template_options);
   if (bench_serve->parsed()) return lattice::BenchServeCommand(bench_serve_options);
   if (bench_offline->parsed()) {
     return lattice::BenchOfflineCommand(bench_offline_options, std::vector<std::string>(argv, argv + argc));

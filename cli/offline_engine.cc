@@ -51,26 +51,46 @@ RunnerPlacement PlacementFor(const RankLayout& layout, const RankComms& comms) {
   return {comms.tp, comms.ep, layout.config().pp > 1 ? comms.pp : nullptr};
 }
 
-// Collects the scheduler's updates into per-request results.
+// Collects the scheduler's updates into per-request results; the token hook may end a
+// request early, which cancels its sequence in `scheduler`.
 class ResultCollector {
  public:
-  ResultCollector(const std::vector<GenerationRequest>& requests) : results_(requests.size()) {
+  ResultCollector(const std::vector<GenerationRequest>& requests, const TokenHook& hook)
+      : results_(requests.size()), ended_(requests.size(), false), hook_(hook) {
     for (size_t i = 0; i < requests.size(); ++i) results_[i].prompt_ids = requests[i].prompt_ids;
   }
   void Track(int64_t seq_id, size_t index) { index_of_[seq_id] = index; }
-  void Apply(const std::vector<SequenceUpdate>& updates) {
+  void Apply(const std::vector<SequenceUpdate>& updates, Scheduler& scheduler) {
+    std::vector<SequenceUpdate> cancelled;
     for (const SequenceUpdate& u : updates) {
-      GenerationResult& r = results_[index_of_.at(u.seq_id)];
-      r.output_ids.insert(r.output_ids.end(), u.token_ids.begin(), u.token_ids.end());
-      r.logprobs.insert(r.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
+      const size_t index = index_of_.at(u.seq_id);
+      if (ended_[index]) continue;  // ended by the hook: its cancellation is not news
+      GenerationResult& r = results_[index];
       r.num_cached_tokens = u.num_cached_tokens;
+      bool stopped = false;
+      for (size_t t = 0; t < u.token_ids.size() && !stopped; ++t) {
+        r.output_ids.push_back(u.token_ids[t]);
+        if (t < u.logprobs.size()) r.logprobs.push_back(u.logprobs[t]);
+        stopped = hook_ && hook_(index, u.token_ids[t], static_cast<int32_t>(r.output_ids.size()));
+      }
+      if (stopped) {
+        r.finish_reason = FinishReason::kStop;
+        ended_[index] = true;
+        if (u.finish_reason == FinishReason::kNone) scheduler.Cancel(u.seq_id);
+        continue;
+      }
       if (u.finish_reason != FinishReason::kNone) r.finish_reason = u.finish_reason;
+    }
+    for (const SequenceUpdate& u : scheduler.TakeIdleCancellations()) {
+      LATTICE_CHECK(ended_[index_of_.at(u.seq_id)]);
     }
   }
   std::vector<GenerationResult> Take() { return std::move(results_); }
 
  private:
   std::vector<GenerationResult> results_;
+  std::vector<bool> ended_;
+  const TokenHook& hook_;
   absl::flat_hash_map<int64_t, size_t> index_of_;
 };
 
@@ -110,7 +130,8 @@ Engine::Engine(const DecoderModel& model, const EngineOptions& options)
       scheduler_(MakeSchedulerOptions(model.config(), options, 1)),
       table_(0, options.block_size, options.num_kv_blocks + 1),
       runner_(model, {.num_blocks = options.num_kv_blocks + 1, .block_size = options.block_size},
-              RunnerPlacement{solo_.get(), solo_.get(), nullptr}) {}
+              RunnerPlacement{solo_.get(), solo_.get(), nullptr}),
+      token_hook_(options.token_hook) {}
 
 namespace {
 EngineOptions WithBlocks(EngineOptions options, int32_t num_kv_blocks) {
@@ -124,13 +145,14 @@ Engine::Engine(DeviceModel& model, EngineOptions options)
     : solo_(MakeSoloCommunicator()),
       scheduler_(MakeSchedulerOptions(model.config(), WithBlocks(options, model.num_kv_blocks() - 1), 1)),
       table_(0, options.block_size, model.num_kv_blocks()),
-      runner_(model, options.block_size, 0) {}
+      runner_(model, options.block_size, 0),
+      token_hook_(options.token_hook) {}
 
 Engine::~Engine() = default;
 
 absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector<GenerationRequest>& requests) {
   if (absl::Status status = ValidateAll(scheduler_, requests); !status.ok()) return status;
-  ResultCollector collector(requests);
+  ResultCollector collector(requests, token_hook_);
   for (size_t i = 0; i < requests.size(); ++i) collector.Track(scheduler_.Add(requests[i]), i);
   while (scheduler_.HasUnfinished()) {
     const std::optional<pb::StepRequest> step = scheduler_.Schedule();
@@ -139,7 +161,7 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
     absl::StatusOr<std::vector<ScheduledChunk>> chunks = table_.Apply(*step);
     LATTICE_CHECK_MSG(chunks.ok(), "%s", std::string(chunks.status().message()).c_str());
     const std::vector<SampledToken> tokens = runner_.Execute(step->step(), step->micro_batch(), *chunks);
-    collector.Apply(scheduler_.Complete(*step, {table_.MakeResult(step->step(), tokens)}));
+    collector.Apply(scheduler_.Complete(*step, {table_.MakeResult(step->step(), tokens)}), scheduler_);
   }
   return collector.Take();
 }
@@ -156,7 +178,7 @@ absl::StatusOr<DriverResult> Drive(ModelRunner& runner, const ModelConfig& confi
     SendStep(*comms.world, StopStep());
     return status;
   }
-  ResultCollector collector(requests);
+  ResultCollector collector(requests, options.engine.token_hook);
   for (size_t i = 0; i < requests.size(); ++i) collector.Track(scheduler.Add(requests[i]), i);
   SequenceTable table(0, options.engine.block_size, options.engine.num_kv_blocks + 1);
   const int num_micro_batches = options.num_micro_batches > 0 ? options.num_micro_batches : p.pp;
@@ -191,7 +213,7 @@ absl::StatusOr<DriverResult> Drive(ModelRunner& runner, const ModelConfig& confi
                         "rank %d sent a bad step result", sampler);
       results.push_back(std::move(remote));
     }
-    collector.Apply(scheduler.Complete(step, results));
+    collector.Apply(scheduler.Complete(step, results), scheduler);
   }
   SendStep(*comms.world, StopStep());
   if (trace) *trace = runner.trace();

@@ -9,6 +9,7 @@
 // The serving path runs the same Scheduler and SequenceTable behind gRPC.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,6 +37,12 @@ struct GenerationResult {
   int32_t num_cached_tokens = 0;
 };
 
+// Called on the driver for every output token, in order: (request index, token id, the
+// request's output tokens so far with this one). Returning true ends the request after
+// this token (finish reason stop, e.g. a stop string in its text): later tokens are
+// dropped and its sequence is cancelled.
+using TokenHook = std::function<bool(size_t index, int32_t token, int32_t num_output_tokens)>;
+
 struct EngineOptions {
   int32_t num_kv_blocks = 0;  // per DP rank, not counting the null block
   int32_t block_size = 16;
@@ -43,6 +50,7 @@ struct EngineOptions {
   int32_t max_num_batched_tokens = 2048;
   int32_t max_num_seqs = 256;
   int64_t max_model_len = 0;  // 0: from the config
+  TokenHook token_hook;       // optional
 };
 
 // The scheduler options for a model under `options` with `num_dp` DP ranks.
@@ -69,6 +77,7 @@ class Engine {
   Scheduler scheduler_;
   SequenceTable table_;
   ModelRunner runner_;
+  TokenHook token_hook_;
 };
 
 // The communicators of one rank (owned elsewhere). Size-1 groups may be solo.

@@ -17,6 +17,7 @@
 #include "cli/launch.h"
 #include "cli/offline_engine.h"
 #include "cli/result_json.h"
+#include "coordinator/text_service.h"
 #include "parallel/bootstrap.h"
 #include "parallel/process_groups.h"
 #include "worker/device_model.h"
@@ -36,19 +37,55 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The output text of each request (`lattice run` with a tokenizer): the token hook
+// feeds it token by token on rank 0, stop strings end requests there.
+struct RunTexts {
+  std::vector<v1::GenerateRequest> requests;
+  std::vector<std::unique_ptr<OutputText>> outputs;
+  std::vector<std::string> texts;
+  std::vector<std::string> stop_strings;
+  absl::Status error;
+
+  bool OnToken(size_t index, int32_t token, int32_t num_output_tokens) {
+    if (!error.ok()) return false;
+    auto piece = outputs[index]->Push(token, num_output_tokens);
+    if (!piece.ok()) {
+      error = piece.status();
+      return false;
+    }
+    texts[index] += piece->text;
+    if (!piece->stop_string) return false;
+    stop_strings[index] = *piece->stop_string;
+    return true;
+  }
+  // After the run: what the detokenizers held back.
+  absl::Status Finish() {
+    for (size_t i = 0; i < outputs.size() && error.ok(); ++i) {
+      if (!stop_strings[i].empty()) continue;
+      auto rest = outputs[i]->Finish();
+      if (!rest.ok()) return rest.status();
+      texts[i] += *rest;
+    }
+    return error;
+  }
+};
+
 void PrintResults(const RunCommandOptions& o, const std::vector<GenerationResult>& results, const SchedulerStats& stats,
-                  int32_t num_blocks) {
+                  int32_t num_blocks, const RunTexts* texts) {
   std::fprintf(stderr, "lattice run: steps=%lld preemptions=%lld max_step_tokens=%lld kv_blocks=%d\n",
                static_cast<long long>(stats.num_steps), static_cast<long long>(stats.num_preemptions),
                static_cast<long long>(stats.max_tokens_in_step), num_blocks);
-  for (const GenerationResult& result : results) {
+  for (size_t i = 0; i < results.size(); ++i) {
+    const GenerationResult& result = results[i];
     if (o.json) {
-      std::cout << ResultToJson(result.prompt_ids, result.output_ids, result.logprobs, result.finish_reason).dump()
-                << "\n";
+      nlohmann::json j = ResultToJson(result.prompt_ids, result.output_ids, result.logprobs, result.finish_reason);
+      if (texts != nullptr) AddTextToJson(texts->texts[i], texts->stop_strings[i], j);
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
-      std::cout << "prompt " << nlohmann::json(result.prompt_ids).dump() << " -> "
-                << nlohmann::json(result.output_ids).dump() << " (" << FinishReasonName(result.finish_reason)
-                << ")\n";
+      std::cout << ResultToText(texts != nullptr ? texts->requests[i] : v1::GenerateRequest(), result.prompt_ids,
+                                result.output_ids, result.finish_reason,
+                                texts != nullptr ? &texts->texts[i] : nullptr)
+                << (texts != nullptr ? "" : "\n");
     }
   }
   std::cout.flush();
@@ -147,8 +184,9 @@ int RunRank(const RunCommandOptions& o, const LaunchInfo& launch, const RankLayo
 }  // namespace
 
 void AddRunCommandFlags(CLI::App& app, RunCommandOptions& o) {
-  app.add_option("--prompt-ids", o.prompt_ids, "Comma-separated prompt token ids; repeat for more prompts")
-      ->required();
+  AddTextFlags(app, o.text);
+  app.add_option("--tokenizer", o.tokenizer, "Directory of the tokenizer files (default: --model)");
+  app.add_option("--chat-template", o.chat_template, "A Jinja file that replaces the model's chat template");
   app.add_option("--max-tokens", o.max_tokens, "Tokens to generate per prompt");
   app.add_option("--temperature", o.temperature, "Sampling temperature (0: greedy)");
   app.add_option("--top-p", o.top_p, "Nucleus sampling mass (1: off)");
@@ -181,10 +219,25 @@ void AddRunEngineFlags(CLI::App& app, RunCommandOptions& o) {
 }
 
 int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv) {
+  absl::StatusOr<std::vector<v1::GenerateRequest>> prompts = BuildPromptRequests(o.text);
+  if (!prompts.ok()) return Fail(prompts.status());
+  // The coordinator's text layer, in-process: the same checks, encodings and output text.
+  TextServiceOptions text_options;
+  text_options.tokenizer_dir = o.tokenizer.empty() ? o.model_dir : o.tokenizer;
+  text_options.chat_template_file = o.chat_template;
+  text_options.num_threads = 1;
+  absl::StatusOr<std::unique_ptr<TextService>> text = TextService::Create(text_options);
+  if (!text.ok()) return Fail(text.status());
+  std::unique_ptr<RunTexts> texts;
+  if ((*text)->has_tokenizer()) texts = std::make_unique<RunTexts>();
   std::vector<GenerationRequest> requests;
-  for (const std::string& text : o.prompt_ids) {
-    absl::StatusOr<std::vector<int32_t>> ids = ParseIntList(text, "--prompt-ids");
-    if (!ids.ok()) return Fail(ids.status());
+  for (size_t i = 0; i < prompts->size(); ++i) {
+    const v1::GenerateRequest& prompt = (*prompts)[i];
+    if (absl::Status status = (*text)->CheckRequest(prompt); !status.ok()) {
+      return Fail(absl::Status(status.code(), absl::StrCat("prompt ", i, ": ", status.message())));
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = (*text)->PromptIds(prompt);
+    if (!ids.ok()) return Fail(absl::Status(ids.status().code(), absl::StrCat("prompt ", i, ": ", ids.status().message())));
     GenerationRequest request;
     request.prompt_ids = *std::move(ids);
     request.max_tokens = o.max_tokens;
@@ -198,15 +251,41 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
     if (absl::Status status = SetSamplingControls(o.sampling_controls, request.sampling); !status.ok()) {
       return Fail(status);
     }
+    if (texts != nullptr) {
+      v1::GenerateRequest with_sampling = prompt;
+      with_sampling.mutable_sampling()->set_min_tokens(request.sampling.min_tokens());
+      texts->outputs.push_back(
+          std::make_unique<OutputText>(*(*text)->tokenizer(), request.prompt_ids, with_sampling));
+      texts->requests.push_back(std::move(with_sampling));
+    }
     requests.push_back(std::move(request));
   }
-  return RunGeneration(o, argv, requests, [&](const RunOutcome& outcome) {
-    PrintResults(o, outcome.results, outcome.stats, outcome.num_kv_blocks);
-  });
+  if (texts != nullptr) {
+    texts->texts.resize(requests.size());
+    texts->stop_strings.resize(requests.size());
+  }
+  TokenHook hook;
+  if (texts != nullptr) {
+    hook = [&texts](size_t index, int32_t token, int32_t n) { return texts->OnToken(index, token, n); };
+  }
+  int code = 0;
+  const int run_code = RunGeneration(
+      o, argv, requests,
+      [&](const RunOutcome& outcome) {
+        if (texts != nullptr) {
+          if (absl::Status status = texts->Finish(); !status.ok()) {
+            code = Fail(status);
+            return;
+          }
+        }
+        PrintResults(o, outcome.results, outcome.stats, outcome.num_kv_blocks, texts.get());
+      },
+      hook);
+  return run_code != 0 ? run_code : code;
 }
 
 int RunGeneration(const RunCommandOptions& o, const std::vector<std::string>& argv,
-                  const std::vector<GenerationRequest>& requests, const RunDone& done) {
+                  const std::vector<GenerationRequest>& requests, const RunDone& done, const TokenHook& token_hook) {
   // Everything that can be wrong with the command is reported before any weight
   // loads and before any other rank starts.
   absl::StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
@@ -232,6 +311,7 @@ int RunGeneration(const RunCommandOptions& o, const std::vector<std::string>& ar
   options.engine.max_num_seqs = o.max_num_seqs;
   options.engine.max_model_len = o.max_model_len;
   options.num_micro_batches = o.layout.num_micro_batches;
+  options.engine.token_hook = token_hook;
   {
     const Scheduler check(MakeSchedulerOptions(*config, options.engine, o.layout.dp));
     if (absl::Status status = ValidateAll(check, requests); !status.ok()) return Fail(status);

@@ -10,12 +10,15 @@
 #include "cli/layout_flags.h"
 #include "cli/offline_engine.h"
 #include "cli/sampling_flags.h"
+#include "cli/text_flags.h"
 
 namespace lattice {
 
 struct RunCommandOptions {
   std::string model_dir;
-  std::vector<std::string> prompt_ids;  // one comma-separated list per prompt
+  TextFlags text;                // prompts (ids, text, chats) and stop strings
+  std::string tokenizer;         // default: model_dir
+  std::string chat_template;     // overrides the model's chat template
   int max_tokens = 16;
   float temperature = 0.0f;
   float top_p = 1.0f;
@@ -69,7 +72,10 @@ using RunDone = std::function<void(const RunOutcome&)>;
 // device and scheduler flags of `options` (its prompt and sampling flags are
 // unused). Calls `done` on rank 0. Returns the exit code (2 after printing an error).
 // Every rank must pass the same requests.
+// `token_hook` (optional) runs on rank 0 for every output token and may end a request
+// (see TokenHook).
 int RunGeneration(const RunCommandOptions& options, const std::vector<std::string>& argv,
-                  const std::vector<GenerationRequest>& requests, const RunDone& done);
+                  const std::vector<GenerationRequest>& requests, const RunDone& done,
+                  const TokenHook& token_hook = {});
 
 }  // namespace lattice

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,10 @@ void AddServeFlags(CLI::App& app, ServeOptions& o) {
       ->check(CLI::IsMember({"cpu", "cuda", "sim"}));
   AddCudaFlags(app, o.dtype, o.load_format, o.gpu_memory_utilization, o.no_cuda_graphs);
   app.add_option("--sim-hardware", o.sim_hardware, "With --device sim: h100, h200, or a JSON file of parameters");
+  app.add_option("--tokenizer", o.tokenizer,
+                 "Directory of tokenizer.json (+ tokenizer_config.json) or tokenizer.model (default: --model)");
+  app.add_option("--chat-template", o.chat_template, "A Jinja file that replaces the model's chat template");
+  app.add_option("--served-model-name", o.served_model_name, "The model's name in the API (default: --model's base name)");
 }
 
 namespace {
@@ -143,6 +148,14 @@ int ServeCommand(const ServeOptions& o, bool spawn_workers) {
   options.api.parallel.set_pp(o.layout.pp);
   options.api.parallel.set_dp(o.layout.dp);
   options.api.parallel.set_ep(o.layout.ep);
+  options.api.model_name = o.served_model_name.empty()
+                               ? std::filesystem::path(o.model_dir).lexically_normal().filename().string()
+                               : o.served_model_name;
+  if (options.api.model_name.empty()) {
+    options.api.model_name = std::filesystem::path(o.model_dir).lexically_normal().parent_path().filename().string();
+  }
+  options.text.tokenizer_dir = o.tokenizer.empty() ? o.model_dir : o.tokenizer;
+  options.text.chat_template_file = o.chat_template;
   instance.pp_layers = pp_layers;
   instance.model_dir = o.model_dir;
   instance.store_host = !o.store_host.empty() ? o.store_host

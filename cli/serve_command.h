@@ -30,6 +30,9 @@ struct ServeOptions {
   double gpu_memory_utilization = 0.9;
   bool no_cuda_graphs = false;
   std::string sim_hardware = "h200";
+  std::string tokenizer;           // default: the model directory
+  std::string chat_template;       // a file that overrides the model's chat template
+  std::string served_model_name;   // default: the model directory's base name
 };
 
 void AddServeFlags(CLI::App& app, ServeOptions& options);

@@ -26,9 +26,9 @@ absl::Status CheckRequest(const v1::GenerateRequest& r, const ApiOptions& option
   return absl::OkStatus();
 }
 
+// Everything but the prompt, which the caller sets (it may come from text).
 SequenceRequest ToSequenceRequest(const v1::GenerateRequest& r) {
   SequenceRequest s;
-  s.prompt_ids.assign(r.prompt_ids().begin(), r.prompt_ids().end());
   s.max_tokens = r.max_tokens();
   s.ignore_eos = r.ignore_eos();
   s.stop_token_ids.assign(r.stop_token_ids().begin(), r.stop_token_ids().end());
@@ -47,74 +47,118 @@ SequenceRequest ToSequenceRequest(const v1::GenerateRequest& r) {
   return s;
 }
 
-// One Generate call. The reactor and the instance share `State`: the instance may
-// report after the RPC is done, and State outlives the reactor.
+// One Generate call. Three parties touch it, each on its own thread:
+//  - gRPC's threads: construction, OnWriteDone, OnCancel, OnDone;
+//  - the scheduler thread: State::OnUpdate/OnFailed, which only queue (never block);
+//  - the TextPool: preparing a text or chat prompt (template, tokenizer) and submitting
+//    it, and draining queued updates into responses (detokenization, stop strings).
+// The reactor and the others share `State`, which outlives the reactor: the instance
+// may report after the RPC is done, and queued pool tasks hold it.
 class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  struct State : RequestSink {
+  struct State : RequestSink, std::enable_shared_from_this<State> {
+    // Guards `call` only; held briefly to hand a response to the reactor.
     absl::Mutex mu;
     GenerateCall* call ABSL_GUARDED_BY(mu) = nullptr;
+
+    // The text pipeline: updates queued by the scheduler, drained in order on the pool.
+    absl::Mutex pipeline_mu;
+    std::deque<SequenceUpdate> pending ABSL_GUARDED_BY(pipeline_mu);
+    bool draining ABSL_GUARDED_BY(pipeline_mu) = false;
+    // Owned by the drain task (one at a time); set before the request is submitted.
+    std::unique_ptr<OutputText> output;
+    const TextService* text = nullptr;
+    const Router* router = nullptr;
+    // Set once the request is submitted; read by OnCancel (gRPC thread) and the drain.
+    absl::Mutex submit_mu;
+    Instance* instance ABSL_GUARDED_BY(submit_mu) = nullptr;
+    int64_t seq_id ABSL_GUARDED_BY(submit_mu) = -1;
+    bool cancelled ABSL_GUARDED_BY(submit_mu) = false;
+    bool ended = false;  // a final response was produced (drain task only)
+    int32_t num_output_tokens = 0;
+    v1::Usage usage;
+    std::string request_id;
+    std::vector<int32_t> prompt_ids;  // sent in the first response for text prompts
+    bool send_prompt_ids = false;
+
     void OnUpdate(const SequenceUpdate& update) override {
-      absl::MutexLock lock(&mu);
-      if (call != nullptr) call->Push(update);
+      bool post = false;
+      {
+        absl::MutexLock lock(&pipeline_mu);
+        pending.push_back(update);
+        post = !draining;
+        draining = true;
+      }
+      if (post) text->pool().Post([self = shared_from_this()] { self->Drain(); });
     }
     void OnFailed(const absl::Status& status) override {
       absl::MutexLock lock(&mu);
+      if (call != nullptr) call->Fail(ToGrpcStatus(status));
+    }
+    void Deliver(v1::GenerateResponse response, bool last) {
+      absl::MutexLock lock(&mu);
+      if (call != nullptr) call->Write(std::move(response), last);
+    }
+    void Fail(const grpc::Status& status) {
+      absl::MutexLock lock(&mu);
       if (call != nullptr) call->Fail(status);
     }
+    void Drain();
+    // Turns one scheduler update into at most one response.
+    void Process(const SequenceUpdate& update);
+    // Routes and submits the request. gRPC's thread for id prompts, the pool for text
+    // ones; no lock held (Submit takes the instance's).
+    void Start(const v1::GenerateRequest& request, std::vector<int32_t> prompt_ids);
+    // The client went away: cancel the sequence if it was submitted, or keep it from
+    // being submitted.
+    void Cancel();
   };
 
-  GenerateCall(Instance& instance, const v1::GenerateRequest& request, const ApiOptions& options)
-      : instance_(instance), state_(std::make_shared<State>()), request_id_(request.request_id()) {
+  GenerateCall(const Router& router, const TextService& text, const v1::GenerateRequest& request,
+               const ApiOptions& options)
+      : state_(std::make_shared<State>()) {
+    state_->text = &text;
+    state_->router = &router;
+    state_->request_id = request.request_id();
     {
       absl::MutexLock lock(&state_->mu);
       state_->call = this;
     }
-    usage_.set_prompt_tokens(request.prompt_ids_size());
     absl::Status status = CheckRequest(request, options);
-    absl::StatusOr<int64_t> seq = status.ok() ? instance.Submit(ToSequenceRequest(request), state_) : status;
-    absl::MutexLock lock(&mu_);
-    if (!seq.ok()) {
-      FinishLocked(ToGrpcStatus(seq.status()));
+    if (status.ok()) status = text.CheckRequest(request);
+    if (!status.ok()) {
+      Fail(ToGrpcStatus(status));
       return;
     }
-    seq_id_ = *seq;
+    if (request.prompt_ids_size() > 0) {
+      state_->Start(request, std::vector<int32_t>(request.prompt_ids().begin(), request.prompt_ids().end()));
+      return;
+    }
+    // Text and chat prompts are prepared on the pool, off gRPC's threads.
+    auto request_copy = std::make_shared<v1::GenerateRequest>(request);
+    text.pool().Post([state = state_, request_copy] {
+      auto ids = state->text->PromptIds(*request_copy);
+      if (!ids.ok()) {
+        state->Fail(ToGrpcStatus(ids.status()));
+        return;
+      }
+      state->send_prompt_ids = true;
+      state->Start(*request_copy, std::move(*ids));
+    });
   }
 
-  // Scheduler thread (under the instance's lock): queue, never block.
-  void Push(const SequenceUpdate& update) {
+  // Queues a response (under state_->mu): never blocks.
+  void Write(v1::GenerateResponse response, bool last) {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
-    v1::GenerateResponse response;
-    response.set_request_id(request_id_);
-    response.mutable_token_ids()->Add(update.token_ids.begin(), update.token_ids.end());
-    for (const TokenLogprobs& token : update.logprobs) {
-      v1::TopLogprobs* top = response.add_logprobs();
-      for (const auto& [id, logprob] : token) {
-        v1::TokenLogprob* lp = top->add_candidates();
-        lp->set_token_id(id);
-        lp->set_logprob(logprob);
-      }
-    }
-    usage_.set_completion_tokens(usage_.completion_tokens() + static_cast<int32_t>(update.token_ids.size()));
-    usage_.set_cached_tokens(update.num_cached_tokens);
-    if (update.finish_reason == FinishReason::kCancelled) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the request was cancelled"));
-      return;
-    }
-    if (update.finish_reason != FinishReason::kNone) {
-      response.set_finish_reason(update.finish_reason == FinishReason::kStop ? v1::FINISH_REASON_STOP
-                                                                               : v1::FINISH_REASON_LENGTH);
-      *response.mutable_usage() = usage_;
-      done_ = true;
-    }
+    if (last) done_ = true;
     outgoing_.push_back(std::move(response));
     if (outgoing_.size() == 1) StartWrite(&outgoing_.front());
   }
 
-  void Fail(const absl::Status& status) {
+  void Fail(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
+    FinishLocked(status);
   }
 
   void OnWriteDone(bool ok) override {
@@ -137,13 +181,8 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   }
 
   void OnCancel() override {
-    int64_t seq;
-    {
-      absl::MutexLock lock(&mu_);
-      seq = seq_id_;
-    }
-    // Outside our lock: the instance takes its own and may call Push.
-    if (seq >= 0) instance_.Cancel(seq);
+    // No lock of ours held: the instance takes its own and reports through State.
+    state_->Cancel();
     absl::MutexLock lock(&mu_);
     FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the request was cancelled"));
   }
@@ -173,18 +212,152 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     }
   }
 
-  Instance& instance_;
   std::shared_ptr<State> state_;
-  const std::string request_id_;
   absl::Mutex mu_;
-  int64_t seq_id_ ABSL_GUARDED_BY(mu_) = -1;
   std::deque<v1::GenerateResponse> outgoing_ ABSL_GUARDED_BY(mu_);
-  v1::Usage usage_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status pending_status_ ABSL_GUARDED_BY(mu_);
 };
+
+void GenerateCall::State::Start(const v1::GenerateRequest& request, std::vector<int32_t> prompt_ids) {
+  Instance* target = router->Route(prompt_ids);
+  if (target == nullptr) {
+    Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no model instance is serving"));
+    return;
+  }
+  // Ids are checked against the model's vocabulary by the instance's scheduler.
+  if (text->has_tokenizer()) output = std::make_unique<OutputText>(*text->tokenizer(), prompt_ids, request);
+  usage.set_prompt_tokens(static_cast<int32_t>(prompt_ids.size()));
+  SequenceRequest sequence = ToSequenceRequest(request);
+  sequence.prompt_ids = prompt_ids;
+  this->prompt_ids = std::move(prompt_ids);
+  {
+    absl::MutexLock lock(&submit_mu);
+    if (cancelled) return;
+  }
+  absl::StatusOr<int64_t> seq = target->Submit(std::move(sequence), shared_from_this());
+  if (!seq.ok()) {
+    Fail(ToGrpcStatus(seq.status()));
+    return;
+  }
+  bool cancel_now = false;
+  {
+    absl::MutexLock lock(&submit_mu);
+    instance = target;
+    seq_id = *seq;
+    cancel_now = cancelled;
+  }
+  if (cancel_now) target->Cancel(*seq);
+}
+
+void GenerateCall::State::Cancel() {
+  Instance* target = nullptr;
+  int64_t seq = -1;
+  {
+    absl::MutexLock lock(&submit_mu);
+    cancelled = true;
+    target = instance;
+    seq = seq_id;
+  }
+  if (target != nullptr && seq >= 0) target->Cancel(seq);
+}
+
+void GenerateCall::State::Drain() {
+  while (true) {
+    std::deque<SequenceUpdate> batch;
+    {
+      absl::MutexLock lock(&pipeline_mu);
+      if (pending.empty()) {
+        draining = false;
+        return;
+      }
+      batch.swap(pending);
+    }
+    for (const SequenceUpdate& update : batch) Process(update);
+  }
+}
+
+void GenerateCall::State::Process(const SequenceUpdate& update) {
+  if (ended) return;
+  if (update.finish_reason == FinishReason::kCancelled) {
+    ended = true;
+    Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the request was cancelled"));
+    return;
+  }
+  v1::GenerateResponse response;
+  response.set_request_id(request_id);
+  if (send_prompt_ids) {
+    response.mutable_prompt_ids()->Add(prompt_ids.begin(), prompt_ids.end());
+    send_prompt_ids = false;
+  }
+  usage.set_cached_tokens(update.num_cached_tokens);
+  std::optional<std::string> stop_string;
+  std::string text;
+  for (size_t i = 0; i < update.token_ids.size(); ++i) {
+    const int32_t id = update.token_ids[i];
+    response.add_token_ids(id);
+    if (i < update.logprobs.size()) {
+      v1::TopLogprobs* top = response.add_logprobs();
+      for (const auto& [candidate, logprob] : update.logprobs[i]) {
+        v1::TokenLogprob* lp = top->add_candidates();
+        lp->set_token_id(candidate);
+        lp->set_logprob(logprob);
+      }
+    }
+    ++num_output_tokens;
+    if (output == nullptr) continue;
+    auto piece = output->Push(id, num_output_tokens);
+    if (!piece.ok()) {
+      ended = true;
+      Fail(ToGrpcStatus(piece.status()));
+      return;
+    }
+    text += piece->text;
+    if (piece->stop_string) {
+      stop_string = std::move(piece->stop_string);
+      break;  // the tokens after the one that completed the stop string are dropped
+    }
+  }
+  usage.set_completion_tokens(num_output_tokens);
+  FinishReason finish = update.finish_reason;
+  if (stop_string) {
+    finish = FinishReason::kStop;
+    response.set_stop_string(*stop_string);
+  } else if (finish != FinishReason::kNone && output != nullptr) {
+    auto rest = output->Finish();
+    if (!rest.ok()) {
+      ended = true;
+      Fail(ToGrpcStatus(rest.status()));
+      return;
+    }
+    text += *rest;
+  }
+  if (finish == FinishReason::kStop && !stop_string && !update.token_ids.empty()) {
+    response.set_stop_token_id(update.token_ids.back());
+  }
+  response.set_text(std::move(text));
+  const bool last = finish != FinishReason::kNone;
+  if (last) {
+    response.set_finish_reason(finish == FinishReason::kStop ? v1::FINISH_REASON_STOP : v1::FINISH_REASON_LENGTH);
+    *response.mutable_usage() = usage;
+    ended = true;
+  }
+  Deliver(std::move(response), last);
+  // A stop string ends the sequence before the scheduler knows: cancel it there (its
+  // cancellation update is ignored above).
+  if (stop_string) {
+    Instance* target = nullptr;
+    int64_t seq = -1;
+    {
+      absl::MutexLock lock(&submit_mu);
+      target = instance;
+      seq = seq_id;
+    }
+    if (target != nullptr && seq >= 0) target->Cancel(seq);
+  }
+}
 
 }  // namespace
 
@@ -192,22 +365,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-// A Generate call that ends before it starts (no instance can take it).
-class RejectedCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
- public:
-  explicit RejectedCall(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(grpc::CallbackServerContext*,
                                                                      const v1::GenerateRequest* request) {
   ++num_requests_;
-  Instance* instance = router_.Route(std::span<const int32_t>(request->prompt_ids().data(),
-                                                              static_cast<size_t>(request->prompt_ids_size())));
-  if (instance == nullptr) {
-    return new RejectedCall(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no model instance is serving"));
-  }
-  return new GenerateCall(*instance, *request, options_);
+  return new GenerateCall(router_, text_, *request, options_);
 }
 
 grpc::ServerUnaryReactor* ApiService::GetModelInfo(grpc::CallbackServerContext* context,
@@ -234,6 +395,9 @@ grpc::ServerUnaryReactor* ApiService::GetModelInfo(grpc::CallbackServerContext* 
   response->set_pp(options_.parallel.pp());
   response->set_dp(options_.parallel.dp());
   response->set_ep(options_.parallel.ep());
+  response->set_model_name(options_.model_name);
+  response->set_has_tokenizer(text_.has_tokenizer());
+  response->set_has_chat_template(text_.has_chat_template());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

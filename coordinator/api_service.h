@@ -10,6 +10,7 @@
 
 #include "coordinator/instance.h"
 #include "coordinator/router.h"
+#include "coordinator/text_service.h"
 #include "lattice/v1/lattice.grpc.pb.h"
 
 namespace lattice {
@@ -18,11 +19,13 @@ struct ApiOptions {
   pb::ParallelConfig parallel;  // reported by GetModelInfo
   int32_t max_prompt_tokens = 1 << 20;  // before the model's own limit: oversized requests
   int32_t max_stop_token_ids = 64;
+  std::string model_name;  // reported by GetModelInfo
 };
 
 class ApiService final : public v1::Lattice::CallbackService {
  public:
-  ApiService(const Router& router, const ApiOptions& options) : router_(router), options_(options) {}
+  ApiService(const Router& router, const TextService& text, const ApiOptions& options)
+      : router_(router), text_(text), options_(options) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
                                                            const v1::GenerateRequest* request) override;
@@ -34,6 +37,7 @@ class ApiService final : public v1::Lattice::CallbackService {
 
  private:
   const Router& router_;
+  const TextService& text_;
   const ApiOptions options_;
   std::atomic<int64_t> num_requests_{0};
 };

@@ -23,7 +23,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     instances.push_back(server->instances_.back().get());
   }
   server->router_ = std::make_unique<Router>(instances);
-  server->api_ = std::make_unique<ApiService>(*server->router_, options.api);
+  auto text = TextService::Create(options.text);
+  if (!text.ok()) return text.status();
+  server->text_ = std::move(*text);
+  server->api_ = std::make_unique<ApiService>(*server->router_, *server->text_, options.api);
   server->control_ = std::make_unique<ControlService>(instances);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

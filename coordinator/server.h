@@ -23,6 +23,7 @@ struct CoordinatorOptions {
   InstanceOptions instance;
   int32_t num_instances = 1;
   ApiOptions api;
+  TextServiceOptions text;  // the tokenizer and chat template (from the model directory)
 };
 
 class CoordinatorServer {
@@ -41,6 +42,7 @@ class CoordinatorServer {
 
   std::vector<std::unique_ptr<Instance>> instances_;
   std::unique_ptr<Router> router_;
+  std::unique_ptr<TextService> text_;
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<grpc::Server> server_;

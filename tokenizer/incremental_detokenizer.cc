@@ -18,10 +18,22 @@ bool IsBytePiece(const std::optional<std::string>& token) {
 
 // The last few context ids, or none where they end inside a character (their text
 // would change once the new ids complete it).
+// Ids the tokenizer does not know (a model's padded vocabulary rows) have no text; the
+// `tokenizers` library's decode skips them too.
+std::vector<int32_t> KnownIds(const Tokenizer& tokenizer, std::span<const int32_t> ids) {
+  std::vector<int32_t> known;
+  known.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id >= 0 && id < tokenizer.vocab_size() && tokenizer.IdToToken(id)) known.push_back(id);
+  }
+  return known;
+}
+
 std::vector<int32_t> ContextIds(const Tokenizer& tokenizer, bool skip_special_tokens,
                                 std::span<const int32_t> context) {
-  const size_t n = std::min(context.size(), IncrementalDetokenizer::kContextTokens);
-  std::vector<int32_t> ids(context.end() - n, context.end());
+  const std::vector<int32_t> known = KnownIds(tokenizer, context);
+  const size_t n = std::min(known.size(), IncrementalDetokenizer::kContextTokens);
+  std::vector<int32_t> ids(known.end() - n, known.end());
   for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
     if (skip_special_tokens && tokenizer.IsSpecialId(*it)) continue;
     if (IsBytePiece(tokenizer.IdToToken(*it))) return {};
@@ -58,6 +70,7 @@ bool IncrementalDetokenizer::HoldsBack(const std::string& text) const {
 }
 
 absl::StatusOr<std::string> IncrementalDetokenizer::Push(int32_t id) {
+  if (id < 0 || id >= tokenizer_.vocab_size() || !tokenizer_.IdToToken(id)) return std::string();
   window_.push_back(id);
   all_.push_back(id);
   auto text = tokenizer_.Decode(window_, skip_special_tokens_);
@@ -94,12 +107,13 @@ absl::StatusOr<std::string> IncrementalDetokenizer::FullDecode(const Tokenizer& 
   std::vector<int32_t> all = ContextIds(tokenizer, skip_special_tokens, context);
   auto context_text = tokenizer.Decode(all, skip_special_tokens);
   if (!context_text.ok()) return context_text.status();
-  all.insert(all.end(), ids.begin(), ids.end());
+  const std::vector<int32_t> known = KnownIds(tokenizer, ids);
+  all.insert(all.end(), known.begin(), known.end());
   auto text = tokenizer.Decode(all, skip_special_tokens);
   if (!text.ok()) return text.status();
   if (text->compare(0, context_text->size(), *context_text) != 0) {
     // A decoder that rewrites earlier text (not one of the library's): no context.
-    return tokenizer.Decode(ids, skip_special_tokens);
+    return tokenizer.Decode(known, skip_special_tokens);
   }
   return text->substr(context_text->size());
 }

@@ -7,7 +7,8 @@
 // change: when it ends in U+FFFD (a multi-byte character split across tokens) and
 // while the last token is a byte-fallback piece (<0xNN>, whose run may still turn out
 // invalid and decode differently). Every piece is valid UTF-8, and the pieces of a
-// sequence concatenate to its full decode (Finish emits what is left).
+// sequence concatenate to its full decode (Finish emits what is left). Ids the
+// tokenizer does not know (padded vocabulary rows a model can sample) have no text.
 //
 // One owner; not thread-safe.
 #pragma once

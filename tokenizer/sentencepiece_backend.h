@@ -1,6 +1,10 @@
-// A std-only facade over libsentencepiece. Debian's sentencepiece header declares
-// `absl::string_view` as std::string_view, which clashes with the real Abseil in one
-// translation unit, so only sentencepiece_backend.cc includes it (and no Abseil).
+// A std-only interface to libsentencepiece, implemented by a plugin
+// (liblattice_sentencepiece.so, sentencepiece_plugin.cc) that is loaded on first use with
+// RTLD_LOCAL | RTLD_DEEPBIND. Debian's libsentencepiece carries its own copy of
+// protobuf-lite; linked into a binary beside libprotobuf (gRPC's), the two interpose
+// and the process crashes while registering descriptors. Loaded privately, it keeps
+// its copy to itself. Its header also declares `absl::string_view` as std::string_view,
+// which clashes with Abseil: only the plugin includes it.
 #pragma once
 
 #include <memory>
@@ -8,28 +12,13 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "tokenizer/sentencepiece_model.h"
+
 namespace lattice::text {
 
-class SentencePieceBackend {
- public:
-  SentencePieceBackend();
-  ~SentencePieceBackend();
-  // Empty on success, else the library's message.
-  std::string Load(const std::string& path);
-  std::string Encode(std::string_view text, std::vector<int>* ids) const;
-  std::string Decode(const std::vector<int>& ids, std::string* text) const;
-  int PieceSize() const;
-  std::string IdToPiece(int id) const;
-  int PieceToId(std::string_view piece) const;
-  bool IsControl(int id) const;
-  bool IsUnknown(int id) const;
-  int bos_id() const;
-  int eos_id() const;
-  int unk_id() const;
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
+// Loads `model_path` through the plugin. INVALID_ARGUMENT for a bad model file,
+// FAILED_PRECONDITION when the plugin cannot be loaded (naming where it looked).
+absl::StatusOr<std::unique_ptr<SentencePieceModel>> LoadSentencePieceModel(const std::string& model_path);
 
 }  // namespace lattice::text
