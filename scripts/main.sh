@@ -26,9 +26,14 @@ for _ in $(seq 1 100); do
   "$lattice" generate --server "$address" --prompt-ids "1" --max-tokens 1 --timeout 5 >/dev/null 2>&1 && break
   sleep 0.2
 done
-for prompt in "Once upon a time" "Tom and his dog went to the park." "The little bird was sad because"; do
+echo
+echo "Greedy, as llama2.c's run.c prints it (the model ends its story with BOS):"
+"$lattice" generate --server "$address" --prompt "Once upon a time" --max-tokens 400 --stream
+for prompt in "Tom and his dog went to the park." "The little bird was sad because"; do
   echo
-  "$lattice" generate --server "$address" --prompt "$prompt" --max-tokens 256 --stream
+  echo "Sampled (temperature 0.7, seed 1, repetition penalty 1.2):"
+  "$lattice" generate --server "$address" --prompt "$prompt" --max-tokens 300 --temperature 0.7 --seed 1 \
+    --repetition-penalty 1.2 --stream
 done
 echo
 echo "A chat turn (the model's chat template), sampled at temperature 0.8:"
@@ -36,4 +41,4 @@ echo "A chat turn (the model's chat template), sampled at temperature 0.8:"
   --temperature 0.8 --seed 7 --stream
 echo
 echo "The first story again through the offline engine (lattice run), for comparison:"
-"$lattice" run --model "$model" --prompt "Once upon a time" --max-tokens 256 2>/dev/null
+"$lattice" run --model "$model" --prompt "Once upon a time" --max-tokens 400 2>/dev/null
