@@ -277,15 +277,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& j, co
   auto type = GetType(j, where);
   if (!type.ok()) return type.status();
   if (*type == "Sequence") {
-    std::vector<std::unique_ptr<Decoder>> parts;
-    const auto* list = FindArray(j, "decoders");
-    if (list == nullptr) return absl::InvalidArgumentError(absl::StrCat(where, ": Sequence without decoders"));
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto part = MakeDecoder((*list)[i], absl::StrCat(where, ".decoders[", i, "]"));
-      if (!part.ok()) return part.status();
-      if (*part) parts.push_back(std::move(*part));
-    }
-    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(parts)));
+    auto parts = MakeParts<Decoder>(j, "decoders", where, MakeDecoder);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(*parts)));
   }
   if (*type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
   if (*type == "Metaspace") {

@@ -20,9 +20,7 @@ namespace {
 class HfTokenizer final : public Tokenizer {
  public:
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens) const override {
-    if (const size_t bad = ValidUtf8Prefix(text); bad != text.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 (at byte ", bad, ")"));
-    }
+    if (absl::Status status = CheckUtf8(text); !status.ok()) return status;
     std::vector<Split> splits = added_.ExtractAndNormalize(text, normalizer_.get());
     if (pre_tokenizer_ != nullptr) pre_tokenizer_->PreTokenize(&splits);
     std::vector<int32_t> ids;
@@ -112,21 +110,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> MakeHfTokenizer(std::string_view toke
   if (model_type != "BPE") {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: model: unsupported model type '", model_type, "'"));
   }
-  auto normalizer = MakeNormalizer(j.value("normalizer", nlohmann::json()), "tokenizer.json: normalizer");
-  if (!normalizer.ok()) return normalizer.status();
-  t->normalizer_ = std::move(*normalizer);
-  auto pre = MakePreTokenizer(j.value("pre_tokenizer", nlohmann::json()), "tokenizer.json: pre_tokenizer");
-  if (!pre.ok()) return pre.status();
-  t->pre_tokenizer_ = std::move(*pre);
-  auto bpe = BpeModel::FromJson(model, "tokenizer.json: model");
-  if (!bpe.ok()) return bpe.status();
-  t->model_ = std::move(*bpe);
-  auto post = MakePostProcessor(j.value("post_processor", nlohmann::json()), "tokenizer.json: post_processor");
-  if (!post.ok()) return post.status();
-  t->post_processor_ = std::move(*post);
-  auto decoder = MakeDecoder(j.value("decoder", nlohmann::json()), "tokenizer.json: decoder");
-  if (!decoder.ok()) return decoder.status();
-  t->decoder_ = std::move(*decoder);
+  // Each component from its place in the file; a null one is absent.
+  auto assign = [&j](auto make, const char* key, auto& out) -> absl::Status {
+    auto made = make(j.value(key, nlohmann::json()), absl::StrCat("tokenizer.json: ", key));
+    if (!made.ok()) return made.status();
+    out = std::move(*made);
+    return absl::OkStatus();
+  };
+  if (auto s = assign(MakeNormalizer, "normalizer", t->normalizer_); !s.ok()) return s;
+  if (auto s = assign(MakePreTokenizer, "pre_tokenizer", t->pre_tokenizer_); !s.ok()) return s;
+  if (auto s = assign(BpeModel::FromJson, "model", t->model_); !s.ok()) return s;
+  if (auto s = assign(MakePostProcessor, "post_processor", t->post_processor_); !s.ok()) return s;
+  if (auto s = assign(MakeDecoder, "decoder", t->decoder_); !s.ok()) return s;
 
   std::vector<AddedToken> added;
   int32_t max_id = t->model_->vocab_size() - 1;

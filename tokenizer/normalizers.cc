@@ -110,15 +110,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const nlohmann::json&
   auto type = GetType(j, where);
   if (!type.ok()) return type.status();
   if (*type == "Sequence") {
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    const auto* list = FindArray(j, "normalizers");
-    if (list == nullptr) return absl::InvalidArgumentError(absl::StrCat(where, ": Sequence without normalizers"));
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto part = MakeNormalizer((*list)[i], absl::StrCat(where, ".normalizers[", i, "]"));
-      if (!part.ok()) return part.status();
-      if (*part) parts.push_back(std::move(*part));
-    }
-    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(parts)));
+    auto parts = MakeParts<Normalizer>(j, "normalizers", where, MakeNormalizer);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(*parts)));
   }
   if (*type == "NFC") return std::unique_ptr<Normalizer>(new UnicodeNormalizer(NormalizationForm::kNfc));
   if (*type == "NFD") return std::unique_ptr<Normalizer>(new UnicodeNormalizer(NormalizationForm::kNfd));

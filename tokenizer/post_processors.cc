@@ -96,15 +96,9 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakePostProcessor(const nlohmann:
   if (*type == "BertProcessing" || *type == "RobertaProcessing") return MakeClsSep(j, where);
   if (*type == "ByteLevel") return std::unique_ptr<PostProcessor>(new AffixProcessor({}, {}));
   if (*type == "Sequence") {
-    std::vector<std::unique_ptr<PostProcessor>> parts;
-    const auto* list = FindArray(j, "processors");
-    if (list == nullptr) return absl::InvalidArgumentError(absl::StrCat(where, ": Sequence without processors"));
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto part = MakePostProcessor((*list)[i], absl::StrCat(where, ".processors[", i, "]"));
-      if (!part.ok()) return part.status();
-      if (*part) parts.push_back(std::move(*part));
-    }
-    return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(parts)));
+    auto parts = MakeParts<PostProcessor>(j, "processors", where, MakePostProcessor);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(*parts)));
   }
   return absl::InvalidArgumentError(absl::StrCat(where, ": unsupported post_processor type '", *type, "'"));
 }

@@ -274,15 +274,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
   auto type = GetType(j, where);
   if (!type.ok()) return type.status();
   if (*type == "Sequence") {
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    const auto* list = FindArray(j, "pretokenizers");
-    if (list == nullptr) return absl::InvalidArgumentError(absl::StrCat(where, ": Sequence without pretokenizers"));
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto part = MakePreTokenizer((*list)[i], absl::StrCat(where, ".pretokenizers[", i, "]"));
-      if (!part.ok()) return part.status();
-      if (*part) parts.push_back(std::move(*part));
-    }
-    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(parts)));
+    auto parts = MakeParts<PreTokenizer>(j, "pretokenizers", where, MakePreTokenizer);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(*parts)));
   }
   if (*type == "Split") {
     auto regex = GetPattern(j, where);

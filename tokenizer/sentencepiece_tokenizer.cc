@@ -15,9 +15,7 @@ namespace {
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens) const override {
-    if (const size_t bad = ValidUtf8Prefix(text); bad != text.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 (at byte ", bad, ")"));
-    }
+    if (absl::Status status = CheckUtf8(text); !status.ok()) return status;
     std::vector<int32_t> ids;
     if (add_special_tokens && config_.add_bos_token.value_or(true) && sp_->bos_id() >= 0) ids.push_back(sp_->bos_id());
     for (const auto& split : added_.ExtractAndNormalize(text, nullptr)) {

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
+
 namespace lattice::text {
 
 int Utf8SequenceLength(unsigned char lead) {
@@ -71,24 +73,6 @@ char32_t DecodeUtf8(std::string_view s, size_t* pos) {
   return c;
 }
 
-void AppendUtf8(char32_t c, std::string* out) {
-  if (c < 0x80) {
-    out->push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
-
 size_t ValidUtf8Prefix(std::string_view s) {
   size_t pos = 0;
   while (pos < s.size()) {
@@ -105,6 +89,13 @@ size_t ValidUtf8Prefix(std::string_view s) {
 }
 
 bool IsValidUtf8(std::string_view s) { return ValidUtf8Prefix(s) == s.size(); }
+
+absl::Status CheckUtf8(std::string_view text) {
+  if (const size_t bad = ValidUtf8Prefix(text); bad != text.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 (at byte ", bad, ")"));
+  }
+  return absl::OkStatus();
+}
 
 std::string Utf8Lossy(std::string_view bytes) {
   std::string out;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/utf8.h"
 
 namespace lattice::text {
 
@@ -21,8 +22,6 @@ inline absl::string_view Av(std::string_view s) { return absl::string_view(s.dat
 // and advance by one byte (callers that need validity check IsValidUtf8 first).
 char32_t DecodeUtf8(std::string_view s, size_t* pos);
 
-void AppendUtf8(char32_t c, std::string* out);
-
 // Byte length of the UTF-8 sequence that starts with `lead` (1 for invalid leads).
 int Utf8SequenceLength(unsigned char lead);
 
@@ -31,6 +30,9 @@ bool IsValidUtf8(std::string_view s);
 // The offset of the first byte that does not belong to a complete, valid UTF-8
 // sequence, or s.size() when the whole string is valid.
 size_t ValidUtf8Prefix(std::string_view s);
+
+// OK, or INVALID_ARGUMENT "text is not valid UTF-8 (at byte N)".
+absl::Status CheckUtf8(std::string_view text);
 
 // Rust's String::from_utf8_lossy: every maximal invalid subsequence (the WHATWG
 // "substitution of maximal subparts" rule) becomes one U+FFFD.

@@ -1,6 +1,8 @@
 // Python str semantics over UTF-8 (see pystr.h).
 #include "tokenizer/jinja/pystr.h"
 
+#include "base/utf8.h"
+
 #include <algorithm>
 
 #include "utf8proc.h"
@@ -74,23 +76,7 @@ bool InChars(char32_t c, const std::u32string& chars) {
 
 }  // namespace
 
-void AppendCodePoint(char32_t c, std::string* out) {
-  if (c < 0x80) {
-    out->push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
+void AppendCodePoint(char32_t c, std::string* out) { AppendUtf8(c, out); }
 
 std::u32string Decode(std::string_view s) {
   std::u32string out;
