@@ -71,7 +71,8 @@ class ResultCollector {
       for (size_t t = 0; t < u.token_ids.size() && !stopped; ++t) {
         r.output_ids.push_back(u.token_ids[t]);
         if (t < u.logprobs.size()) r.logprobs.push_back(u.logprobs[t]);
-        stopped = hook_ && hook_(index, u.token_ids[t], static_cast<int32_t>(r.output_ids.size()));
+        const bool stops_sequence = u.finish_reason == FinishReason::kStop && t + 1 == u.token_ids.size();
+        stopped = hook_ && hook_(index, u.token_ids[t], static_cast<int32_t>(r.output_ids.size()), stops_sequence);
       }
       if (stopped) {
         r.finish_reason = FinishReason::kStop;

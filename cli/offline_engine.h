@@ -38,10 +38,12 @@ struct GenerationResult {
 };
 
 // Called on the driver for every output token, in order: (request index, token id, the
-// request's output tokens so far with this one). Returning true ends the request after
-// this token (finish reason stop, e.g. a stop string in its text): later tokens are
-// dropped and its sequence is cancelled.
-using TokenHook = std::function<bool(size_t index, int32_t token, int32_t num_output_tokens)>;
+// request's output tokens so far with this one, whether it is the eos or stop token that
+// ends the request). Returning true ends the request after this token (finish reason
+// stop, e.g. a stop string in its text): later tokens are dropped and its sequence is
+// cancelled.
+using TokenHook =
+    std::function<bool(size_t index, int32_t token, int32_t num_output_tokens, bool stops_sequence)>;
 
 struct EngineOptions {
   int32_t num_kv_blocks = 0;  // per DP rank, not counting the null block

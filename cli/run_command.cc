@@ -46,9 +46,9 @@ struct RunTexts {
   std::vector<std::string> stop_strings;
   absl::Status error;
 
-  bool OnToken(size_t index, int32_t token, int32_t num_output_tokens) {
+  bool OnToken(size_t index, int32_t token, int32_t num_output_tokens, bool stops_sequence) {
     if (!error.ok()) return false;
-    auto piece = outputs[index]->Push(token, num_output_tokens);
+    auto piece = outputs[index]->Push(token, num_output_tokens, stops_sequence);
     if (!piece.ok()) {
       error = piece.status();
       return false;
@@ -58,13 +58,17 @@ struct RunTexts {
     stop_strings[index] = *piece->stop_string;
     return true;
   }
-  // After the run: what the detokenizers held back.
-  absl::Status Finish() {
+  // After the run: what the detokenizers held back (which may complete a stop string).
+  absl::Status Finish(std::vector<GenerationResult>& results) {
     for (size_t i = 0; i < outputs.size() && error.ok(); ++i) {
       if (!stop_strings[i].empty()) continue;
       auto rest = outputs[i]->Finish();
       if (!rest.ok()) return rest.status();
-      texts[i] += *rest;
+      texts[i] += rest->text;
+      if (rest->stop_string) {
+        stop_strings[i] = *rest->stop_string;
+        results[i].finish_reason = FinishReason::kStop;
+      }
     }
     return error;
   }
@@ -266,19 +270,22 @@ int RunCommand(const RunCommandOptions& o, const std::vector<std::string>& argv)
   }
   TokenHook hook;
   if (texts != nullptr) {
-    hook = [&texts](size_t index, int32_t token, int32_t n) { return texts->OnToken(index, token, n); };
+    hook = [&texts](size_t index, int32_t token, int32_t n, bool stops) {
+      return texts->OnToken(index, token, n, stops);
+    };
   }
   int code = 0;
   const int run_code = RunGeneration(
       o, argv, requests,
       [&](const RunOutcome& outcome) {
+        std::vector<GenerationResult> results = outcome.results;
         if (texts != nullptr) {
-          if (absl::Status status = texts->Finish(); !status.ok()) {
+          if (absl::Status status = texts->Finish(results); !status.ok()) {
             code = Fail(status);
             return;
           }
         }
-        PrintResults(o, outcome.results, outcome.stats, outcome.num_kv_blocks, texts.get());
+        PrintResults(o, results, outcome.stats, outcome.num_kv_blocks, texts.get());
       },
       hook);
   return run_code != 0 ? run_code : code;

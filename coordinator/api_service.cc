@@ -69,6 +69,7 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     std::unique_ptr<OutputText> output;
     const TextService* text = nullptr;
     const Router* router = nullptr;
+    int32_t max_prompt_tokens = 0;
     // Set once the request is submitted; read by OnCancel (gRPC thread) and the drain.
     absl::Mutex submit_mu;
     Instance* instance ABSL_GUARDED_BY(submit_mu) = nullptr;
@@ -89,7 +90,7 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
         post = !draining;
         draining = true;
       }
-      if (post) text->pool().Post([self = shared_from_this()] { self->Drain(); });
+      if (post) text->pool().Post([self = shared_from_this()] { self->Drain(); }, /*urgent=*/true);
     }
     void OnFailed(const absl::Status& status) override {
       absl::MutexLock lock(&mu);
@@ -112,6 +113,8 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     // The client went away: cancel the sequence if it was submitted, or keep it from
     // being submitted.
     void Cancel();
+    // Ends the call with `status` from the drain task and frees the sequence.
+    void EndWithError(const grpc::Status& status);
   };
 
   GenerateCall(const Router& router, const TextService& text, const v1::GenerateRequest& request,
@@ -119,6 +122,7 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       : state_(std::make_shared<State>()) {
     state_->text = &text;
     state_->router = &router;
+    state_->max_prompt_tokens = options.max_prompt_tokens;
     state_->request_id = request.request_id();
     {
       absl::MutexLock lock(&state_->mu);
@@ -156,8 +160,11 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     if (outgoing_.size() == 1) StartWrite(&outgoing_.front());
   }
 
+  // A failure after the final response was queued (the instance failing while a stop
+  // string's cancellation was still in flight) changes nothing: the request completed.
   void Fail(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
+    if (done_) return;
     FinishLocked(status);
   }
 
@@ -222,6 +229,12 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 };
 
 void GenerateCall::State::Start(const v1::GenerateRequest& request, std::vector<int32_t> prompt_ids) {
+  if (static_cast<int64_t>(prompt_ids.size()) > max_prompt_tokens) {
+    Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("the prompt has ", prompt_ids.size(), " tokens, more than the limit of ",
+                                   max_prompt_tokens)));
+    return;
+  }
   Instance* target = router->Route(prompt_ids);
   if (target == nullptr) {
     Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no model instance is serving"));
@@ -262,6 +275,12 @@ void GenerateCall::State::Cancel() {
     seq = seq_id;
   }
   if (target != nullptr && seq >= 0) target->Cancel(seq);
+}
+
+void GenerateCall::State::EndWithError(const grpc::Status& status) {
+  ended = true;
+  Fail(status);
+  Cancel();  // the server ended the call: gRPC calls no OnCancel, so free the sequence here
 }
 
 void GenerateCall::State::Drain() {
@@ -308,10 +327,10 @@ void GenerateCall::State::Process(const SequenceUpdate& update) {
     }
     ++num_output_tokens;
     if (output == nullptr) continue;
-    auto piece = output->Push(id, num_output_tokens);
+    const bool stops_sequence = update.finish_reason == FinishReason::kStop && i + 1 == update.token_ids.size();
+    auto piece = output->Push(id, num_output_tokens, stops_sequence);
     if (!piece.ok()) {
-      ended = true;
-      Fail(ToGrpcStatus(piece.status()));
+      EndWithError(ToGrpcStatus(piece.status()));
       return;
     }
     text += piece->text;
@@ -328,11 +347,15 @@ void GenerateCall::State::Process(const SequenceUpdate& update) {
   } else if (finish != FinishReason::kNone && output != nullptr) {
     auto rest = output->Finish();
     if (!rest.ok()) {
-      ended = true;
-      Fail(ToGrpcStatus(rest.status()));
+      EndWithError(ToGrpcStatus(rest.status()));
       return;
     }
-    text += *rest;
+    text += rest->text;
+    if (rest->stop_string) {
+      finish = FinishReason::kStop;
+      stop_string = std::move(rest->stop_string);
+      response.set_stop_string(*stop_string);
+    }
   }
   if (finish == FinishReason::kStop && !stop_string && !update.token_ids.empty()) {
     response.set_stop_token_id(update.token_ids.back());
@@ -346,17 +369,8 @@ void GenerateCall::State::Process(const SequenceUpdate& update) {
   }
   Deliver(std::move(response), last);
   // A stop string ends the sequence before the scheduler knows: cancel it there (its
-  // cancellation update is ignored above).
-  if (stop_string) {
-    Instance* target = nullptr;
-    int64_t seq = -1;
-    {
-      absl::MutexLock lock(&submit_mu);
-      target = instance;
-      seq = seq_id;
-    }
-    if (target != nullptr && seq >= 0) target->Cancel(seq);
-  }
+  // cancellation update is ignored above; if it is not submitted yet, Start cancels it).
+  if (stop_string && update.finish_reason == FinishReason::kNone) Cancel();
 }
 
 }  // namespace

@@ -15,9 +15,9 @@ TextPool::~TextPool() {
   for (auto& t : threads_) t.join();
 }
 
-void TextPool::Post(std::function<void()> task) {
+void TextPool::Post(std::function<void()> task, bool urgent) {
   absl::MutexLock lock(&mu_);
-  tasks_.push_back(std::move(task));
+  (urgent ? urgent_ : tasks_).push_back(std::move(task));
 }
 
 void TextPool::Loop() {
@@ -26,11 +26,14 @@ void TextPool::Loop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](TextPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return p->stopping_ || !p->tasks_.empty(); },
+          +[](TextPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->stopping_ || !p->urgent_.empty() || !p->tasks_.empty();
+          },
           this));
-      if (tasks_.empty()) return;  // stopping, and nothing left
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      auto& queue = !urgent_.empty() ? urgent_ : tasks_;
+      if (queue.empty()) return;  // stopping, and nothing left
+      task = std::move(queue.front());
+      queue.pop_front();
     }
     task();
   }

@@ -21,13 +21,16 @@ class TextPool {
   TextPool(const TextPool&) = delete;
   TextPool& operator=(const TextPool&) = delete;
 
-  // Any thread. Never blocks on the task.
-  void Post(std::function<void()> task);
+  // Any thread. Never blocks on the task. Urgent tasks (draining streams' updates) run
+  // before the others (preparing prompts: templates and long encodes), so a burst of long
+  // prompts does not stall running streams.
+  void Post(std::function<void()> task, bool urgent = false);
 
  private:
   void Loop();
 
   absl::Mutex mu_;
+  std::deque<std::function<void()>> urgent_ ABSL_GUARDED_BY(mu_);
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -135,25 +135,34 @@ OutputText::OutputText(const text::Tokenizer& tokenizer, std::span<const int32_t
     : detokenizer_(tokenizer, !request.has_skip_special_tokens() || request.skip_special_tokens(), prompt_ids),
       stops_(std::vector<std::string>(request.stop().begin(), request.stop().end()),
              request.include_stop_str_in_output()),
-      min_tokens_(request.sampling().min_tokens()) {}
+      min_tokens_(request.sampling().min_tokens()),
+      include_stop_(request.include_stop_str_in_output()) {}
 
-absl::StatusOr<OutputText::Piece> OutputText::Push(int32_t id, int32_t num_output_tokens) {
+absl::StatusOr<OutputText::Piece> OutputText::Push(int32_t id, int32_t num_output_tokens, bool stops_sequence) {
+  num_output_tokens_ = num_output_tokens;
+  Piece piece;
+  if (stops_sequence && !include_stop_) return piece;
   auto decoded = detokenizer_.Push(id);
   if (!decoded.ok()) return decoded.status();
-  Piece piece;
   auto result = stops_.Push(*decoded, num_output_tokens > min_tokens_);
   piece.text = std::move(result.text);
   if (result.stop_index) piece.stop_string = stops_.stops()[*result.stop_index];
   return piece;
 }
 
-absl::StatusOr<std::string> OutputText::Finish() {
+absl::StatusOr<OutputText::Piece> OutputText::Finish() {
   auto rest = detokenizer_.Finish();
   if (!rest.ok()) return rest.status();
-  auto result = stops_.Push(*rest, /*check=*/true);
-  // A stop string completed by the held-back text still ends the output there.
-  if (result.stop_index) return result.text;
-  return result.text + stops_.Flush();
+  // Held-back text may still complete a stop string: it ends the output there.
+  auto result = stops_.Push(*rest, num_output_tokens_ > min_tokens_);
+  Piece piece;
+  piece.text = std::move(result.text);
+  if (result.stop_index) {
+    piece.stop_string = stops_.stops()[*result.stop_index];
+  } else {
+    piece.text += stops_.Flush();
+  }
+  return piece;
 }
 
 }  // namespace lattice

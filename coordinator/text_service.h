@@ -73,15 +73,19 @@ class OutputText {
     std::optional<std::string> stop_string;  // set: the sequence ends at this token
   };
   // The next output token; `num_output_tokens` counts it. Stop strings count only from
-  // min_tokens on (vLLM).
-  absl::StatusOr<Piece> Push(int32_t id, int32_t num_output_tokens);
-  // The end of the sequence (not by a stop string): the text held back.
-  absl::StatusOr<std::string> Finish();
+  // min_tokens on (vLLM). `stops_sequence`: the token is the eos or stop token that ends
+  // the sequence; as in vLLM its text is left out unless include_stop_str_in_output.
+  absl::StatusOr<Piece> Push(int32_t id, int32_t num_output_tokens, bool stops_sequence = false);
+  // The end of the sequence (not by a stop string): the text held back, which may still
+  // complete a stop string.
+  absl::StatusOr<Piece> Finish();
 
  private:
   text::IncrementalDetokenizer detokenizer_;
   text::StopStringMatcher stops_;
   int32_t min_tokens_;
+  bool include_stop_;
+  int32_t num_output_tokens_ = 0;
 };
 
 }  // namespace lattice

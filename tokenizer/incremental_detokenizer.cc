@@ -60,6 +60,7 @@ IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool 
 bool IncrementalDetokenizer::HoldsBack(const std::string& text) const {
   if (text.size() <= prefix_.size() || EndsWith(text, kReplacement)) return true;
   if (text.compare(0, prefix_.size(), prefix_) != 0) return true;  // an earlier piece changed: wait
+  if (window_.size() - emitted_ > kMaxHeldTokens) return false;
   // The last token the decoder sees (skipped special tokens are invisible to it: byte
   // runs on both sides of one join).
   for (auto it = window_.rbegin(); it != window_.rend(); ++it) {
@@ -92,10 +93,15 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Finish() {
                          std::span<const int32_t>(all_.data(), num_context_),
                          std::span<const int32_t>(all_.data() + num_context_, all_.size() - num_context_));
   if (!full.ok()) return full.status();
-  if (full->compare(0, emitted_text_.size(), emitted_text_) != 0) {
-    return absl::InternalError("streamed text is not a prefix of the full decode");
+  std::string rest;
+  if (full->compare(0, emitted_text_.size(), emitted_text_) == 0) {
+    rest = full->substr(emitted_text_.size());
+  } else {
+    // Only after a forced emission (kMaxHeldTokens): what the window adds.
+    auto text = tokenizer_.Decode(window_, skip_special_tokens_);
+    if (!text.ok()) return text.status();
+    if (text->compare(0, prefix_.size(), prefix_) == 0) rest = text->substr(prefix_.size());
   }
-  std::string rest = full->substr(emitted_text_.size());
   emitted_text_ += rest;
   window_.clear();
   return rest;

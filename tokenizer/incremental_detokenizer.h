@@ -7,7 +7,9 @@
 // change: when it ends in U+FFFD (a multi-byte character split across tokens) and
 // while the last token is a byte-fallback piece (<0xNN>, whose run may still turn out
 // invalid and decode differently). Every piece is valid UTF-8, and the pieces of a
-// sequence concatenate to its full decode (Finish emits what is left). Ids the
+// sequence concatenate to its full decode (Finish emits what is left; past
+// kMaxHeldTokens of one held byte run, see below, exactness is given up for bounded
+// work, and Finish then emits what it can rather than fail). Ids the
 // tokenizer does not know (padded vocabulary rows a model can sample) have no text.
 //
 // One owner; not thread-safe.
@@ -41,6 +43,9 @@ class IncrementalDetokenizer {
 
   // How many prompt ids serve as context.
   static constexpr size_t kContextTokens = 5;
+  // A byte-fallback run held longer than this is emitted anyway (each Push re-decodes the
+  // held window): only a run that later turns invalid could then decode differently.
+  static constexpr size_t kMaxHeldTokens = 64;
 
  private:
   bool HoldsBack(const std::string& text) const;

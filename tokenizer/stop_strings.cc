@@ -21,10 +21,13 @@ StopStringMatcher::Result StopStringMatcher::Push(std::string_view text, bool ch
     pending_.clear();
     return result;
   }
+  if (!check) unchecked_ = pending_.size();
   if (check) {
     size_t best = std::string::npos;
     for (size_t i = 0; i < stops_.size(); ++i) {
-      const size_t at = pending_.find(stops_[i]);
+      const size_t len = stops_[i].size();
+      const size_t from = unchecked_ + 1 > len ? unchecked_ + 1 - len : 0;
+      const size_t at = pending_.find(stops_[i], from);
       if (at != std::string::npos && (!result.stop_index || at < best)) {
         best = at;
         result.stop_index = i;
@@ -48,8 +51,10 @@ StopStringMatcher::Result StopStringMatcher::Push(std::string_view text, bool ch
       }
     }
   }
-  result.text = pending_.substr(0, pending_.size() - hold);
-  pending_.erase(0, pending_.size() - hold);
+  const size_t released = pending_.size() - hold;
+  result.text = pending_.substr(0, released);
+  pending_.erase(0, released);
+  unchecked_ = check ? 0 : unchecked_ - std::min(unchecked_, released);
   return result;
 }
 

@@ -36,6 +36,9 @@ class StopStringMatcher {
   std::vector<std::string> stops_;
   bool include_in_output_;
   std::string pending_;  // held back: a tail that may still become a stop string
+  // pending_[0, unchecked_) arrived before checking began: a match must end past it
+  // (vLLM looks back only len(stop) - 1 characters before the first checked text).
+  size_t unchecked_ = 0;
   bool stopped_ = false;
 };
 

@@ -185,6 +185,19 @@ TEST_F(TextServe, StopStringsEndTheTextAsRunDoes) {
   EXPECT_EQ(red[0]["text"], ", there was a little girl named Lily. She loved to play outside in the park. One day, "
                             "she saw a big, ");
   EXPECT_EQ(red[0]["stop_string"], "red");
+  // A stop token's own text is left out, as vLLM does (the story's first token is ",").
+  for (const char* include : {"", "--include-stop-str-in-output"}) {
+    std::vector<std::string> flags = {"--prompt", "Once upon a time", "--max-tokens", "20", "--json", "--stop-token-ids",
+                                      "432"};
+    if (include[0] != '\0') flags.push_back(include);
+    const testing::ProcessResult r = Generate(flags);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto served = testing::ParseJsonLines(r.out);
+    ASSERT_EQ(served.size(), 1u);
+    EXPECT_EQ(served[0]["output_ids"], json::parse("[432]"));
+    EXPECT_EQ(served[0]["finish_reason"], "stop");
+    EXPECT_EQ(served[0]["text"], include[0] != '\0' ? "," : "");
+  }
   // The server is left with no blocks in use.
   EXPECT_EQ(server_->Status().kv_blocks_used(), 0);
 }

@@ -185,6 +185,18 @@ TEST(StopStrings, NotCheckedBeforeMinTokensButStillHeld) {
   EXPECT_EQ(r.text, "c");
 }
 
+TEST(StopStrings, AStopWhollyBeforeMinTokensDoesNotFire) {
+  StopStringMatcher m({"abc", "b"}, false);
+  auto r = m.Push("ab", /*check=*/false);
+  EXPECT_EQ(r.text, "");  // "ab" may begin "abc"
+  r = m.Push("x", true);
+  EXPECT_FALSE(r.stop_index);  // the "b" lies wholly in text from before min_tokens
+  EXPECT_EQ(r.text, "abx");
+  r = m.Push("b", true);
+  ASSERT_TRUE(r.stop_index);
+  EXPECT_EQ(*r.stop_index, 1u);
+}
+
 TEST(StopStrings, MultiByteStopsNeverSplitACharacter) {
   StopStringMatcher m({"你好"}, false);
   auto r = m.Push("说你");
