@@ -257,7 +257,9 @@ TEST(SequenceTableControls, IncrementalCountsEqualCountsFromScratch) {
     for (const SequenceUpdate& u : scheduler.Complete(*step, {result})) {
       tokens[u.seq_id].insert(tokens[u.seq_id].end(), u.token_ids.begin(), u.token_ids.end());
       // Nothing stops: the eos and the stop id came only before min_tokens.
-      if (u.finish_reason != FinishReason::kNone) EXPECT_EQ(u.finish_reason, FinishReason::kLength);
+      if (u.finish_reason != FinishReason::kNone) {
+        EXPECT_EQ(u.finish_reason, FinishReason::kLength);
+      }
     }
   }
   EXPECT_FALSE(scheduler.HasUnfinished());
