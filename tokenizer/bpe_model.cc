@@ -131,7 +131,7 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* out) const
     const auto n = static_cast<int32_t>(symbols.size());
     symbols.push_back(Symbol{id, n - 1, n + 1, false});
   };
-  std::optional<int32_t> pending_unk;
+  int32_t pending_unk = -1;  // an unknown run waiting to be added (fused or not)
   std::string piece;
   size_t pos = 0;
   while (pos < word.size()) {
@@ -149,9 +149,9 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* out) const
       lookup = piece;
     }
     if (auto it = vocab_.find(Av(lookup)); it != vocab_.end()) {
-      if (pending_unk) {
-        add(*pending_unk);
-        pending_unk.reset();
+      if (pending_unk >= 0) {
+        add(pending_unk);
+        pending_unk = -1;
       }
       add(it->second);
       continue;
@@ -166,11 +166,11 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* out) const
       }
     }
     if (unk_id_) {
-      if (pending_unk && !fuse_unk_) add(*pending_unk);
+      if (pending_unk >= 0 && !fuse_unk_) add(pending_unk);
       pending_unk = *unk_id_;
     }
   }
-  if (pending_unk) add(*pending_unk);
+  if (pending_unk >= 0) add(pending_unk);
   if (symbols.empty()) return;
   symbols.back().next = -1;
 

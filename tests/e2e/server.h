@@ -55,7 +55,9 @@ class Server {
   ~Server() {
     const int code = StopProcess(process_, 30);
     // mpirun reports the signal it was stopped with; its ranks still shut down in order.
-    if (!under_mpirun_) EXPECT_EQ(code, 0) << "lattice serve did not stop cleanly";
+    if (!under_mpirun_) {
+      EXPECT_EQ(code, 0) << "lattice serve did not stop cleanly";
+    }
   }
 
   const std::string& address() const { return address_; }
