@@ -11,7 +11,7 @@ tokenizer .model is a small protobuf read here from its wire format. The output 
 deterministic byte for byte (tests/e2e/demo_model_test.py re-runs this and compares).
 
 Usage:
-  scripts/convert_llama2c.py [--src /work/shared/demo-model] [--out models/stories260K]
+  scripts/convert_llama2c.py [--src tests/fixtures/demo_model_source] [--out models/stories260K]
 """
 import argparse
 import hashlib
@@ -455,7 +455,7 @@ def dump_json(obj, newline=True):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", default="/work/shared/demo-model",
+    parser.add_argument("--src", default=os.path.join(root, "tests", "fixtures", "demo_model_source"),
                         help="folder with stories260K.bin, tok512.model and LICENSE")
     parser.add_argument("--out", default=os.path.join(root, "models", "stories260K"))
     parser.add_argument("--checkpoint", default="stories260K.bin")

@@ -12,7 +12,7 @@ tests/fixtures/tokenizer/stories260K_expected.json holds what sentencepiece (tok
 encodes a few hundred strings to, ids without BOS; `--write-fixture` rewrites it and needs
 sentencepiece (Debian's python3-sentencepiece). Standard library otherwise; a check whose
 inputs are absent (the llama2.c originals, found in $LATTICE_DEMO_MODEL_SRC or
-/work/shared/demo-model; sentencepiece; jinja2) is skipped or narrowed, saying so. Exit code 77
+tests/fixtures/demo_model_source; sentencepiece; jinja2) is skipped or narrowed, saying so. Exit code 77
 means skipped.
 """
 import argparse
@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODEL = os.path.join(ROOT, "models", "stories260K")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "tokenizer", "stories260K_expected.json")
 # The llama2.c originals (not committed: about 1 MB, and the converted model is).
-SRC = os.environ.get("LATTICE_DEMO_MODEL_SRC", "/work/shared/demo-model")
+SRC = os.environ.get("LATTICE_DEMO_MODEL_SRC", os.path.join(ROOT, "tests", "fixtures", "demo_model_source"))
 SKIP = 77
 
 PROMPT_IDS = [1, 403, 407, 261, 378]  # <s> Once upon a time
@@ -324,6 +324,15 @@ def check_tokenizer():
 def check_converter():
     if not os.path.exists(os.path.join(SRC, "stories260K.bin")):
         skip(f"the llama2.c originals are not in {SRC}")
+    # The inputs are the originals: their SHA-256 values are the ones pinned for the hub files.
+    import hashlib
+    sums = os.path.join(SRC, "SHA256SUMS")
+    if os.path.exists(sums):
+        for line in open(sums, encoding="utf-8"):
+            digest, name = line.split()
+            path = os.path.join(SRC, name)
+            if os.path.exists(path) and hashlib.sha256(open(path, "rb").read()).hexdigest() != digest:
+                fail(f"{path} is not the original (SHA-256 differs from {sums})")
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "convert_llama2c.py"), "--src", SRC,
                         "--out", out], check=True)
