@@ -31,8 +31,11 @@ MAX_RECEIVE_MESSAGE_BYTES = 64 << 20
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True, help="HOST:PORT")
-    parser.add_argument("--prompt-ids", action="append", required=True,
+    parser.add_argument("--prompt-ids", action="append", default=[],
                         help="comma-separated prompt token ids; repeat for more prompts")
+    parser.add_argument("--prompt", action="append", default=[], help="a text prompt; repeatable")
+    parser.add_argument("--chat", action="append", default=[], help="a one-message chat (role user); repeatable")
+    parser.add_argument("--stop", action="append", default=[], help="a stop string; repeatable")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--top-p", type=float, default=None, help="unset: left unset in the request")
@@ -92,11 +95,18 @@ def parse_ids(text, flag):
 
 
 def build_requests(pb2, args):
+    """In `lattice generate`'s order: --prompt-ids, then --prompt, then --chat."""
     stop_token_ids = parse_ids(args.stop_token_ids, "--stop-token-ids")
+    prompts = [{"prompt_ids": parse_ids(text, "--prompt-ids")} for text in args.prompt_ids]
+    prompts += [{"prompt": text} for text in args.prompt]
+    prompts += [{"messages": [pb2.ChatMessage(role="user", content=text)]} for text in args.chat]
+    if not prompts:
+        fail("INVALID_ARGUMENT: give --prompt-ids, --prompt or --chat")
     requests = []
-    for text in args.prompt_ids:
+    for prompt in prompts:
         request = pb2.GenerateRequest(
-            prompt_ids=parse_ids(text, "--prompt-ids"),
+            **prompt,
+            stop=args.stop,
             max_tokens=args.max_tokens,
             logprobs=args.logprobs,
             ignore_eos=args.ignore_eos,
@@ -121,7 +131,13 @@ def finish_reason_name(pb2, reason):
 def generate(pb2, stub, request, timeout):
     """Runs one streaming RPC to its end; returns the result as `lattice run --json` has it."""
     output_ids, logprobs, finish_reason = [], [], pb2.FINISH_REASON_UNSPECIFIED
+    prompt_ids, text, stop_string, with_text = list(request.prompt_ids), "", "", False
     for response in stub.Generate(request, timeout=timeout, wait_for_ready=True):
+        if response.prompt_ids:
+            prompt_ids = list(response.prompt_ids)
+        text += response.text
+        with_text = with_text or bool(response.text)
+        stop_string = response.stop_string or stop_string
         output_ids.extend(response.token_ids)
         for top in response.logprobs:
             logprobs.append([[c.token_id, c.logprob] for c in top.candidates])
@@ -129,8 +145,14 @@ def generate(pb2, stub, request, timeout):
             finish_reason = response.finish_reason
     if finish_reason == pb2.FINISH_REASON_UNSPECIFIED:
         raise RuntimeError("the stream ended without a finish reason")
-    return {"prompt_ids": list(request.prompt_ids), "output_ids": output_ids, "logprobs": logprobs,
-            "finish_reason": finish_reason_name(pb2, finish_reason)}
+    result = {"prompt_ids": prompt_ids, "output_ids": output_ids, "logprobs": logprobs,
+              "finish_reason": finish_reason_name(pb2, finish_reason)}
+    # As `lattice generate --json` against a server with a tokenizer (text prompts need one).
+    if with_text or request.prompt or request.messages:
+        result["text"] = text
+        if stop_string:
+            result["stop_string"] = stop_string
+    return result
 
 
 def main(argv):

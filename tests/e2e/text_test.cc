@@ -165,6 +165,28 @@ TEST_F(TextServe, GenerateStreamsTheReferenceStoryAsRunDoes) {
   }
 }
 
+// A second client (Python's gRPC runtime and its generated stubs): the same ids and text.
+TEST_F(TextServe, PythonClientGetsWhatGenerateGets) {
+  const std::vector<std::string> flags = {"--prompt", "Once upon a time", "--prompt", "Tom and Sue", "--chat",
+                                          "A cat", "--max-tokens", "40", "--stop", "park"};
+  testing::ProcessResult r = Generate([&] {
+    auto f = flags;
+    f.push_back("--json");
+    return f;
+  }());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto want = testing::ParseJsonLines(r.out);
+  std::vector<std::string> argv = {"/usr/bin/python3", std::string(LATTICE_SOURCE_DIR) + "/tests/e2e/python_client.py",
+                                   "--stubs", LATTICE_PYTHON_STUBS, "--server", server_->address()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  r = testing::RunProcess(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto got = testing::ParseJsonLines(r.out);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got[0]["stop_string"], "park");
+}
+
 TEST_F(TextServe, StopStringsEndTheTextAsRunDoes) {
   for (const std::vector<std::string>& stop :
        {std::vector<std::string>{"--stop", "red"}, std::vector<std::string>{"--stop", "red", "--include-stop-str-in-output"},
