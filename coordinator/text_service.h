@@ -50,8 +50,6 @@ class TextService {
   absl::StatusOr<std::vector<int32_t>> PromptIds(const v1::GenerateRequest& request) const;
   // The chat template's text for `request.messages` (what PromptIds encodes).
   absl::StatusOr<std::string> RenderChat(const v1::GenerateRequest& request) const;
-  // The vocabulary size the tokenizer knows (0 without one).
-  int32_t vocab_size() const { return tokenizer_ ? tokenizer_->vocab_size() : 0; }
 
  private:
   TextService() = default;

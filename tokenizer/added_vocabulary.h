@@ -38,7 +38,6 @@ class AddedVocabulary {
   std::optional<int32_t> TokenToId(std::string_view content) const;
   // Whether `content` is the content of a special token (decode skips those).
   bool IsSpecialContent(std::string_view content) const;
-  const std::vector<AddedToken>& tokens() const { return tokens_; }
 
  private:
   struct MatchSet {

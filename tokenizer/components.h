@@ -51,8 +51,6 @@ class PostProcessor {
  public:
   virtual ~PostProcessor() = default;
   virtual std::vector<int32_t> Process(std::vector<int32_t> ids) const = 0;
-  // How many ids Process adds to a single sequence.
-  virtual int NumAddedTokens() const = 0;
 };
 
 // Each returns nullptr for a JSON null. `where` names the position in tokenizer.json

@@ -69,9 +69,6 @@ class HfTokenizer final : public Tokenizer {
     return added != nullptr && added->special;
   }
   TokenizerConfig& mutable_config() { return config_; }
-  int NumSpecialTokensToAdd() const override {
-    return post_processor_ == nullptr ? 0 : post_processor_->NumAddedTokens();
-  }
 
   std::unique_ptr<Normalizer> normalizer_;
   std::unique_ptr<PreTokenizer> pre_tokenizer_;

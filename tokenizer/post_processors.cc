@@ -25,7 +25,6 @@ class AffixProcessor final : public PostProcessor {
     out.insert(out.end(), after_.begin(), after_.end());
     return out;
   }
-  int NumAddedTokens() const override { return static_cast<int>(before_.size() + after_.size()); }
 
  private:
   std::vector<int32_t> before_, after_;
@@ -37,11 +36,6 @@ class SequenceProcessor final : public PostProcessor {
   std::vector<int32_t> Process(std::vector<int32_t> ids) const override {
     for (const auto& p : parts_) ids = p->Process(std::move(ids));
     return ids;
-  }
-  int NumAddedTokens() const override {
-    int n = 0;
-    for (const auto& p : parts_) n += p->NumAddedTokens();
-    return n;
   }
 
  private:

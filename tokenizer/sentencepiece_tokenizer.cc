@@ -71,9 +71,6 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
   bool IsSpecialId(int32_t id) const override { return sp_->IsControl(id) || sp_->IsUnknown(id); }
   TokenizerConfig& mutable_config() { return config_; }
-  int NumSpecialTokensToAdd() const override {
-    return (config_.add_bos_token.value_or(true) ? 1 : 0) + (config_.add_eos_token.value_or(false) ? 1 : 0);
-  }
 
   std::unique_ptr<SentencePieceModel> sp_;
   AddedVocabulary added_;

@@ -60,8 +60,6 @@ class Tokenizer {
   virtual std::optional<std::string> IdToToken(int32_t id) const = 0;
   // Whether `id` is a special token (skipped by skip_special_tokens).
   virtual bool IsSpecialId(int32_t id) const = 0;
-  // How many ids Encode(text, true) adds around the text's own.
-  virtual int NumSpecialTokensToAdd() const = 0;
 
   const TokenizerConfig& config() const { return config_; }
   std::optional<int32_t> bos_token_id() const;
