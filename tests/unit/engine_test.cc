@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/fixture_model.h"
 #include "worker/model.h"
 
 namespace lattice {
@@ -11,14 +12,7 @@ namespace {
 
 class EngineTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = std::string(LATTICE_SOURCE_DIR) + "/tests/fixtures/models/mixtral_f32";
-    absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
-    ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(dir, *config);
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = model->release();
-  }
+  static void SetUpTestSuite() { model_ = testing::LoadFixtureModel("mixtral_f32"); }
   static void TearDownTestSuite() { delete model_; }
 
   static std::vector<GenerationRequest> Requests() {

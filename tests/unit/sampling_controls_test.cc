@@ -22,6 +22,7 @@
 #include "cli/sampling_flags.h"
 #include "coordinator/scheduler.h"
 #include "kernels/cpu/ops.h"
+#include "tests/unit/fixture_model.h"
 #include "worker/model.h"
 #include "worker/sequence_table.h"
 
@@ -415,14 +416,7 @@ TEST(LogitBiasFlag, ParsesIdBiasPairsAndNamesTheFlag) {
 
 class ControlsEngineTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = std::string(LATTICE_SOURCE_DIR) + "/tests/fixtures/models/llama_linear_headdim_f32";
-    absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
-    ASSERT_TRUE(config.ok()) << config.status();
-    absl::StatusOr<std::unique_ptr<DecoderModel>> model = DecoderModel::Load(dir, *config);
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = model->release();
-  }
+  static void SetUpTestSuite() { model_ = testing::LoadFixtureModel("llama_linear_headdim_f32"); }
   static void TearDownTestSuite() { delete model_; }
 
   static std::vector<GenerationRequest> Requests() {
